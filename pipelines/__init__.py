@@ -1,0 +1,1 @@
+"""Staged HuBERT iterations and the `hubert` command: the only package that imports both others."""
