@@ -62,6 +62,8 @@ def load_audio(path: str | Path, min_samples: int = 1) -> np.ndarray:
     import soundfile as sf
 
     path = Path(path)
+    if path.suffix.lower() == ".wav":
+        _check_wav_complete(path)
     try:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as error:  # soundfile raises LibsndfileError, RuntimeError, ...
@@ -89,3 +91,27 @@ def resample(wav: np.ndarray, rate: int) -> np.ndarray:
     out = F.resample(torch.from_numpy(np.ascontiguousarray(wav)), rate, SAMPLE_RATE)
     return out.numpy()
 
+
+
+def _check_wav_complete(path: Path) -> None:
+    """Raise AudioError when a RIFF/WAVE file holds fewer data bytes than its header declares.
+
+    libsndfile quietly shortens a truncated wav instead of failing, which would
+    put a cut-off utterance into a manifest with a wrong length.
+    """
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return  # not RIFF: let the decoder report it
+        while True:
+            chunk = f.read(8)
+            if len(chunk) < 8:
+                return
+            size = int.from_bytes(chunk[4:], "little")
+            if chunk[:4] == b"data":
+                remaining = path.stat().st_size - f.tell()
+                if size != 0xFFFFFFFF and remaining < size:
+                    raise AudioError(f"{path}: truncated: header declares {size} data bytes, "
+                                     f"file holds {remaining}; re-copy or re-export the file")
+                return
+            f.seek(size + (size & 1), 1)
