@@ -5,9 +5,10 @@ import argparse
 import sys
 
 from pipelines.commands import manifest
+from pipelines.commands import status
 # add one import per subcommand here, and its module to COMMANDS below
 
-COMMANDS = (manifest,)
+COMMANDS = (manifest, status)
 
 EXAMPLES = """\
 examples:
