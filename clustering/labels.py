@@ -62,3 +62,52 @@ def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def check_labels(path: str | Path, rows: list[np.ndarray], manifest, label_rate: float,
+                 num_units: int) -> None:
+    """Raise LabelError unless `rows` fit `manifest` line for line and length for length.
+
+    Checks: one row per manifest utterance; each row's length within
+    LENGTH_TOLERANCE_S of the audio's duration at `label_rate`; every id < num_units.
+    """
+    from .audio import LENGTH_TOLERANCE_S, expected_label_count
+
+    if len(rows) != len(manifest):
+        raise LabelError(f"{path}: {len(rows)} lines but the manifest has {len(manifest)} "
+                         "utterances; labels must be written in manifest order, one line each "
+                         "(merge shards with `hubert labels --merge`)")
+    slack = LENGTH_TOLERANCE_S * label_rate
+    for i, row in enumerate(rows):
+        expected = expected_label_count(manifest.sizes[i], label_rate)
+        if abs(len(row) - expected) > slack:
+            raise LabelError(
+                f"{path}:{i + 1}: utterance {manifest.paths[i]} has {len(row)} labels, but "
+                f"{manifest.sizes[i]} samples need about {expected:.0f} at {label_rate:g} Hz; "
+                "check the label rate (100 for MFCC, 50 for layer labels) and the manifest")
+        if len(row) and (row.min() < 0 or row.max() >= num_units):
+            raise LabelError(f"{path}:{i + 1}: unit id {int(row.max())} outside the dictionary "
+                             f"of {num_units} units (utterance {manifest.paths[i]})")
+
+
+def check_dictionary(directory: str | Path, num_units: int) -> None:
+    """Raise LabelError unless dict.km.txt lists exactly units 0..num_units-1."""
+    path = Path(directory) / "dict.km.txt"
+    if not path.exists():
+        raise LabelError(f"{path}: missing; rerun `hubert labels`")
+    units = [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+    if units != [str(i) for i in range(num_units)]:
+        raise LabelError(f"{path}: lists {len(units)} units, expected 0..{num_units - 1} in order; "
+                         "an incomplete dictionary silently maps labels to <unk>")
+
+
+def load_checked_labels(directory: str | Path, split: str, manifest) -> tuple[LabelInfo, list[np.ndarray]]:
+    """labels.json, dictionary and `{split}.km` of `directory`, checked against `manifest`."""
+    info = LabelInfo.load(directory)
+    check_dictionary(directory, info.num_units)
+    path = Path(directory) / f"{split}.km"
+    if not path.exists():
+        raise LabelError(f"{path}: missing; label split {split!r} with `hubert labels`")
+    rows = read_labels(path)
+    check_labels(path, rows, manifest, info.label_rate, info.num_units)
+    return info, rows

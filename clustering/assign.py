@@ -1,0 +1,71 @@
+"""Assign k-means units to every utterance of a split, from dumped features or from audio.
+
+Streaming: one utterance's features are in memory at a time (plus the mapped
+shard pages the OS chooses to keep), whatever the size of the feature set.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+from tqdm import tqdm
+
+from .audio import load_audio
+from .kmeans import KMeansTeacher, file_sha256
+from .labels import LabelError, LabelInfo, check_labels, read_labels, write_dictionary, write_labels
+from .manifest import Manifest
+
+
+def assign_all(feature_rows: Iterable[np.ndarray], teacher: KMeansTeacher, total: int,
+               desc: str = "labels") -> list[np.ndarray]:
+    """Units for each (frames, dim) array of `feature_rows`."""
+    return [teacher.assign(np.asarray(f)) for f in tqdm(feature_rows, total=total, desc=desc,
+                                                         unit="utt", mininterval=2)]
+
+
+def label_audio(manifest: Manifest, feature_fn: Callable[[np.ndarray], np.ndarray],
+                teacher: KMeansTeacher, rank: int = 0, nshard: int = 1) -> list[np.ndarray]:
+    """Units for this shard's utterances, computing features on the fly (nothing dumped)."""
+    lines = manifest.shard(rank, nshard)
+    feats = (feature_fn(load_audio(manifest.audio_path(i))) for i in lines)
+    return assign_all(feats, teacher, len(lines), desc=f"labels {rank}/{nshard}")
+
+
+def shard_label_path(out_dir: str | Path, split: str, rank: int, nshard: int) -> Path:
+    return Path(out_dir) / f"{split}_{rank}_{nshard}.km"
+
+
+def merge_label_shards(out_dir: str | Path, split: str, nshard: int, manifest: Manifest) -> Path:
+    """Concatenate `{split}_{r}_{nshard}.km` in rank order into `{split}.km`, checking each
+    shard holds exactly the lines its manifest range needs."""
+    rows = []
+    for rank in range(nshard):
+        path = shard_label_path(out_dir, split, rank, nshard)
+        if not path.exists():
+            raise LabelError(f"{path}: shard missing; run `hubert labels --rank {rank} --nshard {nshard}`")
+        shard = read_labels(path)
+        expected = len(manifest.shard(rank, nshard))
+        if len(shard) != expected:
+            raise LabelError(f"{path}: {len(shard)} lines, but shard {rank}/{nshard} of the "
+                             f"manifest has {expected}; rerun that shard")
+        rows.extend(shard)
+    target = Path(out_dir) / f"{split}.km"
+    write_labels(target, rows)
+    return target
+
+
+def finish_label_dir(out_dir: str | Path, teacher_path: str | Path, teacher: KMeansTeacher,
+                     label_rate: float, features: str, manifests: dict[str, Manifest]) -> LabelInfo:
+    """Check every `{split}.km` against its manifest, then write dict.km.txt and labels.json."""
+    out_dir = Path(out_dir)
+    lines = {}
+    for split, manifest in manifests.items():
+        path = out_dir / f"{split}.km"
+        check_labels(path, read_labels(path), manifest, label_rate, teacher.num_units)
+        lines[split] = len(manifest)
+    write_dictionary(out_dir, teacher.num_units)
+    info = LabelInfo(teacher.num_units, label_rate, features, str(Path(teacher_path).resolve()),
+                     file_sha256(teacher_path), lines)
+    info.save(out_dir)
+    return info

@@ -1,0 +1,117 @@
+"""Feature shards on disk: a streaming .npy writer and a memory-mapped reader.
+
+The reader never loads a whole shard: it maps each `.npy`, and `sample`
+copies only the utterances it draws, so memory is bounded by the sample
+(frames x dim x 4 bytes), not by the feature set.
+"""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+_HEADER_BYTES = 128  # fixed, so the final shape can be patched in place
+
+
+class NpyRowWriter:
+    """Append (rows, dim) float32 blocks to a .npy file whose length is not known in advance."""
+
+    def __init__(self, path: Path):
+        self.path, self.rows, self.dim = Path(path), 0, None
+        self.file = open(self.path, "wb")
+        self.file.write(b"\0" * _HEADER_BYTES)
+
+    def append(self, block: np.ndarray) -> None:
+        block = np.ascontiguousarray(block, dtype=np.float32)
+        if block.ndim != 2:
+            raise ValueError(f"{self.path}: features must be (frames, dim), got shape {block.shape}")
+        if self.dim is None:
+            self.dim = block.shape[1]
+        elif block.shape[1] != self.dim:
+            raise ValueError(f"{self.path}: feature dim changed from {self.dim} to {block.shape[1]}")
+        self.file.write(block.tobytes())
+        self.rows += block.shape[0]
+
+    def close(self) -> None:
+        header = repr({"descr": "<f4", "fortran_order": False, "shape": (self.rows, self.dim or 0)})
+        prefix = b"\x93NUMPY\x01\x00"
+        body = header.encode("latin1")
+        pad = _HEADER_BYTES - len(prefix) - 2 - len(body) - 1
+        self.file.seek(0)
+        self.file.write(prefix + (_HEADER_BYTES - len(prefix) - 2).to_bytes(2, "little")
+                        + body + b" " * pad + b"\n")
+        self.file.flush()
+        self.file.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, *rest):
+        if kind is None:
+            self.close()
+        else:
+            self.file.close()
+
+
+class FeatureShards:
+    """All shards of one split, read as one sequence of per-utterance arrays.
+
+    `FeatureShards(dir, "train", nshard)` maps `train_{r}_{nshard}.npy` for every
+    rank r. `len()` is the number of utterances; `[i]` is (frames_i, dim).
+    """
+
+    def __init__(self, feature_dir: str | Path, split: str, nshard: int = 1):
+        self.arrays, self.index = [], []  # index[i] = (shard, start, frames)
+        for rank in range(nshard):
+            stem = Path(feature_dir) / f"{split}_{rank}_{nshard}"
+            npy, lens = stem.with_suffix(".npy"), stem.with_suffix(".len")
+            if not (npy.exists() and lens.exists()):
+                raise FileNotFoundError(f"{npy}: feature shard missing; run `hubert features` "
+                                        f"with --rank {rank} --nshard {nshard}")
+            array = np.load(npy, mmap_mode="r")
+            offset = 0
+            for n in map(int, lens.read_text().split()):
+                self.index.append((len(self.arrays), offset, n))
+                offset += n
+            if offset != array.shape[0]:
+                raise ValueError(f"{npy}: {array.shape[0]} rows but {lens} adds up to {offset}")
+            self.arrays.append(array)
+        self.dim = self.arrays[0].shape[1] if self.arrays else 0
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        shard, start, frames = self.index[i]
+        return self.arrays[shard][start:start + frames]
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return (self[i] for i in range(len(self)))
+
+    @property
+    def num_frames(self) -> int:
+        return sum(frames for _, _, frames in self.index)
+
+    def sample(self, fraction: float, seed: int = 0) -> np.ndarray:
+        """Frames of a random `fraction` of utterances, (frames, dim) float32, copied from disk."""
+        indices = sample_utterances(len(self), fraction, seed)
+        if not indices.size:
+            return np.zeros((0, self.dim), np.float32)
+        return np.concatenate([np.asarray(self[i]) for i in indices]).astype(np.float32, copy=False)
+
+
+def sample_utterances(count: int, fraction: float, seed: int) -> np.ndarray:
+    """Sorted indices of round(fraction * count) utterances (at least 1), fixed by `seed`."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    take = min(count, max(1, round(fraction * count)))
+    return np.sort(np.random.default_rng(seed).choice(count, size=take, replace=False))
+
+
+def read_npy_shape(path: str | Path) -> tuple[int, ...]:
+    """Shape recorded in a .npy header, without reading the data."""
+    with open(path, "rb") as f:
+        f.read(10)
+        return ast.literal_eval(f.read(_HEADER_BYTES).decode("latin1").split("\n")[0].strip())["shape"]

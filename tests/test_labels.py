@@ -1,0 +1,84 @@
+"""Label files round-trip and every trap from the reference tools is a clear error."""
+import numpy as np
+import pytest
+
+from clustering.assign import (assign_all, finish_label_dir, label_audio, merge_label_shards,
+                               shard_label_path)
+from clustering.features import dump_features, mfcc_features
+from clustering.kmeans import fit_kmeans
+from clustering.labels import LabelError, LabelInfo, load_checked_labels, read_labels, write_labels
+from clustering.shards import FeatureShards
+
+
+@pytest.fixture
+def teacher(tiny_manifest, tmp_path):
+    dump_features(tiny_manifest, mfcc_features, tmp_path / "feat", "train")
+    shards = FeatureShards(tmp_path / "feat", "train")
+    teacher = fit_kmeans(shards.sample(1.0), 8, features="mfcc")
+    teacher.save(tmp_path / "km.npy")
+    return teacher
+
+
+def test_labels_round_trip_and_load_checked(tiny_manifest, teacher, tmp_path):
+    shards = FeatureShards(tmp_path / "feat", "train")
+    rows = assign_all(shards, teacher, len(shards))
+    (tmp_path / "lab").mkdir()
+    write_labels(tmp_path / "lab" / "train.km", rows)
+    info = finish_label_dir(tmp_path / "lab", tmp_path / "km.npy", teacher, 100, "mfcc", {"train": tiny_manifest})
+    assert info.num_units == 8 and info.lines == {"train": 7} and len(info.teacher_sha256) == 64
+    loaded_info, loaded = load_checked_labels(tmp_path / "lab", "train", tiny_manifest)
+    assert loaded_info == LabelInfo.load(tmp_path / "lab")
+    assert all(np.array_equal(a, b) for a, b in zip(rows, loaded))
+    assert (tmp_path / "lab" / "dict.km.txt").read_text().splitlines() == [f"{i} 1" for i in range(8)]
+
+
+def test_on_the_fly_shards_merge_to_the_dumped_result(tiny_manifest, teacher, tmp_path):
+    for rank in range(3):
+        write_labels(shard_label_path(tmp_path, "train", rank, 3), label_audio(tiny_manifest, mfcc_features, teacher, rank, 3))
+    merged = read_labels(merge_label_shards(tmp_path, "train", 3, tiny_manifest))
+    dumped = assign_all(FeatureShards(tmp_path / "feat", "train"), teacher, 7)
+    assert all(np.array_equal(a, b) for a, b in zip(merged, dumped))
+    # a shard labelled with the wrong range is caught, naming it
+    write_labels(shard_label_path(tmp_path, "train", 1, 3), [np.zeros(5, int)])
+    with pytest.raises(LabelError, match=r"train_1_3.km: 1 lines, but shard 1/3"):
+        merge_label_shards(tmp_path, "train", 3, tiny_manifest)
+
+
+def make_label_dir(tmp_path, tiny_manifest, rows, rate=100, units=8):
+    d = tmp_path / "bad"
+    d.mkdir(exist_ok=True)
+    write_labels(d / "train.km", rows)
+    LabelInfo(units, rate).save(d)
+    (d / "dict.km.txt").write_text("".join(f"{i} 1\n" for i in range(units)))
+    return d
+
+
+def good_rows(manifest, rate=100):
+    return [np.zeros(int(n * rate / 16000), np.int64) for n in manifest.sizes]
+
+
+def test_line_count_mismatch_names_both_files(tiny_manifest, tmp_path):
+    d = make_label_dir(tmp_path, tiny_manifest, good_rows(tiny_manifest)[:-1])
+    with pytest.raises(LabelError, match=r"train.km: 6 lines but the manifest has 7"):
+        load_checked_labels(d, "train", tiny_manifest)
+
+
+def test_wrong_label_rate_names_the_utterance(tiny_manifest, tmp_path):
+    d = make_label_dir(tmp_path, tiny_manifest, good_rows(tiny_manifest, rate=50), rate=100)
+    with pytest.raises(LabelError, match=r"train.km:1: utterance u0.wav has 25 labels.*label rate"):
+        load_checked_labels(d, "train", tiny_manifest)
+
+
+def test_incomplete_dictionary_is_refused(tiny_manifest, tmp_path):
+    d = make_label_dir(tmp_path, tiny_manifest, good_rows(tiny_manifest))
+    (d / "dict.km.txt").write_text("0 1\n1 1\n")
+    with pytest.raises(LabelError, match="dict.km.txt: lists 2 units, expected 0..7"):
+        load_checked_labels(d, "train", tiny_manifest)
+
+
+def test_unit_outside_dictionary_is_refused(tiny_manifest, tmp_path):
+    rows = good_rows(tiny_manifest)
+    rows[2][5] = 8
+    d = make_label_dir(tmp_path, tiny_manifest, rows)
+    with pytest.raises(LabelError, match=r"train.km:3: unit id 8 outside the dictionary"):
+        load_checked_labels(d, "train", tiny_manifest)
