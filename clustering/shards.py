@@ -6,7 +6,6 @@ copies only the utterances it draws, so memory is bounded by the sample
 """
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 from typing import Iterator
 
@@ -62,9 +61,10 @@ class FeatureShards:
     rank r. `len()` is the number of utterances; `[i]` is (frames_i, dim).
     """
 
-    def __init__(self, feature_dir: str | Path, split: str, nshard: int = 1):
+    def __init__(self, feature_dir: str | Path, split: str, nshard: int = 1,
+                 ranks: range | None = None):
         self.arrays, self.index = [], []  # index[i] = (shard, start, frames)
-        for rank in range(nshard):
+        for rank in ranks if ranks is not None else range(nshard):
             stem = Path(feature_dir) / f"{split}_{rank}_{nshard}"
             npy, lens = stem.with_suffix(".npy"), stem.with_suffix(".len")
             if not (npy.exists() and lens.exists()):
@@ -79,6 +79,11 @@ class FeatureShards:
                 raise ValueError(f"{npy}: {array.shape[0]} rows but {lens} adds up to {offset}")
             self.arrays.append(array)
         self.dim = self.arrays[0].shape[1] if self.arrays else 0
+
+    @classmethod
+    def single(cls, feature_dir: str | Path, split: str, rank: int, nshard: int) -> "FeatureShards":
+        """Only shard `rank` of `nshard`."""
+        return cls(feature_dir, split, nshard, range(rank, rank + 1))
 
     def __len__(self) -> int:
         return len(self.index)
@@ -109,9 +114,3 @@ def sample_utterances(count: int, fraction: float, seed: int) -> np.ndarray:
     take = min(count, max(1, round(fraction * count)))
     return np.sort(np.random.default_rng(seed).choice(count, size=take, replace=False))
 
-
-def read_npy_shape(path: str | Path) -> tuple[int, ...]:
-    """Shape recorded in a .npy header, without reading the data."""
-    with open(path, "rb") as f:
-        f.read(10)
-        return ast.literal_eval(f.read(_HEADER_BYTES).decode("latin1").split("\n")[0].strip())["shape"]

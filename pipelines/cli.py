@@ -6,9 +6,10 @@ import sys
 
 from pipelines.commands import manifest
 from pipelines.commands import status
+from pipelines.commands import features, kmeans, labels
 # add one import per subcommand here, and its module to COMMANDS below
 
-COMMANDS = (manifest, status)
+COMMANDS = (manifest, features, kmeans, labels, status)
 
 EXAMPLES = """\
 examples:
