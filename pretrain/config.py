@@ -1,0 +1,91 @@
+"""Model, masking and prediction-head settings, with the paper's presets.
+
+Field names follow Hugging Face's `HubertConfig` where one exists, so export is
+a plain copy; defaults are HuBERT BASE.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+BASE_CONV = ((512, 10, 5),) + ((512, 3, 2),) * 4 + ((512, 2, 2),) * 2  # (dim, kernel, stride)
+
+
+@dataclass
+class ModelConfig:
+    """The encoder (what is exported) plus the pretraining head sizes."""
+
+    conv_layers: tuple[tuple[int, int, int], ...] = BASE_CONV
+    feat_extract_norm: str = "group"  # "group": group norm in the first conv (BASE); "layer": every conv (LARGE)
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    do_stable_layer_norm: bool = False  # pre-LN transformer (fairseq `layer_norm_first`), LARGE/X-LARGE
+    num_conv_pos_embeddings: int = 128
+    num_conv_pos_embedding_groups: int = 16
+    hidden_dropout: float = 0.1  # after attention / FFN, and in the input projection
+    attention_dropout: float = 0.1
+    activation_dropout: float = 0.0  # inside the FFN
+    feat_proj_dropout: float = 0.1  # fairseq dropout_input
+    layerdrop: float = 0.05
+    layer_norm_eps: float = 1e-5
+    feature_grad_mult: float = 0.1  # gradient scale into the CNN
+    normalize: bool = False  # layer-normalise the waveform (must match feat_extract_norm="layer")
+    final_dim: int = 256  # projection and unit-embedding size of the prediction head
+    logit_temp: float = 0.1
+
+    def __post_init__(self):
+        self.conv_layers = tuple(tuple(int(v) for v in layer) for layer in self.conv_layers)
+        if self.feat_extract_norm not in ("group", "layer"):
+            raise ValueError(f"feat_extract_norm must be 'group' or 'layer', got {self.feat_extract_norm!r}")
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by "
+                             f"{self.num_attention_heads} heads")
+        stride = 1
+        for _, _, s in self.conv_layers:
+            stride *= s
+        if stride != 320:
+            raise ValueError(f"the CNN strides multiply to {stride}; labels assume 320 (50 Hz frames)")
+
+    @property
+    def conv_dim(self) -> int:
+        return self.conv_layers[-1][0]
+
+
+@dataclass
+class MaskConfig:
+    """Span masking: about mask_prob * T / mask_length spans of mask_length frames."""
+
+    mask_prob: float = 0.8
+    mask_length: int = 10
+    min_masks: int = 2
+
+
+def _large(hidden: int, layers: int, heads: int, ffn: int) -> ModelConfig:
+    return ModelConfig(feat_extract_norm="layer", hidden_size=hidden, num_hidden_layers=layers,
+                       num_attention_heads=heads, intermediate_size=ffn, do_stable_layer_norm=True,
+                       hidden_dropout=0.0, attention_dropout=0.0, feat_proj_dropout=0.0,
+                       layerdrop=0.0, feature_grad_mult=1.0, normalize=True, final_dim=768)
+
+
+def model_preset(name: str) -> ModelConfig:
+    """`tiny` (tests), `small` (CPU experiments), `base`, `large`, `xlarge` (the paper's)."""
+    if name == "base":
+        return ModelConfig()
+    if name == "large":
+        return _large(1024, 24, 16, 4096)
+    if name == "xlarge":
+        return _large(1280, 48, 16, 5120)
+    if name == "small":  # 6 x 256, the size of the reference CPU experiments in SPEC.md
+        conv = ((256, 10, 5),) + ((256, 3, 2),) * 4 + ((256, 2, 2),) * 2
+        return ModelConfig(conv_layers=conv, hidden_size=256, num_hidden_layers=6,
+                           num_attention_heads=4, intermediate_size=1024,
+                           num_conv_pos_embeddings=64, layerdrop=0.0)
+    if name == "tiny":
+        conv = ((32, 10, 5),) + ((32, 3, 2),) * 4 + ((32, 2, 2),) * 2
+        return ModelConfig(conv_layers=conv, hidden_size=64, num_hidden_layers=2,
+                           num_attention_heads=2, intermediate_size=128,
+                           num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4,
+                           layerdrop=0.0, final_dim=32)
+    raise ValueError(f"unknown model preset {name!r}; choose tiny, small, base, large or xlarge")
+

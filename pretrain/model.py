@@ -1,0 +1,125 @@
+"""HuBERT: the encoder users keep, and the masked-prediction head used to pretrain it."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .cnn import FeatureExtractor, GradMultiply
+from .config import MaskConfig, ModelConfig
+from .masking import span_mask
+from .transformer import Transformer
+
+
+class FeatureProjection(nn.Module):
+    """LayerNorm(C) -> Linear(C, D) -> dropout; (B, T, C) -> (B, T, D)."""
+
+    def __init__(self, conv_dim: int, hidden: int, dropout: float, eps: float):
+        super().__init__()
+        self.layer_norm = nn.LayerNorm(conv_dim, eps=eps)
+        self.projection = nn.Linear(conv_dim, hidden)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.projection(self.layer_norm(x)))
+
+
+@dataclass
+class EncoderOutput:
+    layers: list[torch.Tensor]  # output of each transformer layer run, (B, T, D)
+    padding: torch.Tensor  # (B, T) bool, True = padded frame
+    mask: torch.Tensor | None  # (B, T) bool, True = masked frame
+    cnn_features: torch.Tensor  # (B, T, C) CNN output (for the feature penalty)
+
+
+class HubertEncoder(nn.Module):
+    """CNN -> projection -> (mask) -> transformer. The part exported to Hugging Face."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.feature_extractor = FeatureExtractor(config.conv_layers, config.feat_extract_norm)
+        self.feature_projection = FeatureProjection(config.conv_dim, config.hidden_size,
+                                                    config.feat_proj_dropout, config.layer_norm_eps)
+        self.masked_spec_embed = nn.Parameter(torch.empty(config.hidden_size).uniform_())
+        self.encoder = Transformer(config)
+
+    def frames(self, lengths: torch.Tensor) -> torch.Tensor:
+        """Frames the CNN makes from `lengths` samples, (B,) -> (B,)."""
+        return self.feature_extractor.output_lengths(lengths)
+
+    def forward(self, wav: torch.Tensor, lengths: torch.Tensor | None = None,
+                mask: torch.Tensor | MaskConfig | None = None,
+                num_layers: int | None = None) -> EncoderOutput:
+        """wav: (B, S) float; lengths: (B,) valid samples or None (all valid).
+
+        `mask` is a (B, T) bool tensor, a MaskConfig to draw one, or None.
+        The waveform is layer-normalised here when `config.normalize` is set.
+        """
+        if lengths is None:
+            lengths = torch.full((wav.shape[0],), wav.shape[1], dtype=torch.long, device=wav.device)
+        if self.config.normalize:
+            wav = _normalize_waveform(wav, lengths)
+        features, frames = self.feature_extractor(wav, lengths)
+        if self.config.feature_grad_mult != 1.0 and self.training:
+            features = GradMultiply.apply(features, self.config.feature_grad_mult)
+        padding = torch.arange(features.shape[1], device=wav.device)[None, :] >= frames[:, None]
+        x = self.feature_projection(features)
+        if isinstance(mask, MaskConfig):
+            mask = span_mask(frames, x.shape[1], mask)
+        if mask is not None:
+            x = torch.where(mask[..., None], self.masked_spec_embed.to(x.dtype), x)
+        layers = self.encoder(x, padding, num_layers)
+        return EncoderOutput(layers, padding, mask, features)
+
+
+def _normalize_waveform(wav: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Zero mean, unit variance over each utterance's valid samples; (B, S) -> (B, S)."""
+    valid = (torch.arange(wav.shape[1], device=wav.device)[None, :] < lengths[:, None]).to(wav.dtype)
+    count = lengths[:, None].to(wav.dtype)
+    mean = (wav * valid).sum(1, keepdim=True) / count
+    var = (((wav - mean) * valid) ** 2).sum(1, keepdim=True) / count
+    return (wav - mean) * torch.rsqrt(var + 1e-5) * valid
+
+
+@dataclass
+class PretrainOutput:
+    logits: list[torch.Tensor]  # per label set, (B, T, K_i): cosine(proj(h_t), e_c) / temperature
+    mask: torch.Tensor  # (B, T) bool, True = masked
+    padding: torch.Tensor  # (B, T) bool, True = padded
+    feature_penalty: torch.Tensor  # scalar, mean(square(CNN output))
+    hidden: torch.Tensor  # (B, T, D) last layer
+
+
+class HubertPretrain(nn.Module):
+    """Encoder + one (final_proj, unit embeddings) head per label set."""
+
+    def __init__(self, config: ModelConfig, num_units: Sequence[int], mask: MaskConfig = MaskConfig()):
+        super().__init__()
+        self.config, self.mask_config, self.num_units = config, mask, list(num_units)
+        self.encoder = HubertEncoder(config)
+        self.final_proj = nn.ModuleList(nn.Linear(config.hidden_size, config.final_dim) for _ in num_units)
+        self.unit_embeddings = nn.ParameterList(
+            nn.Parameter(torch.empty(k, config.final_dim).uniform_()) for k in num_units)
+
+    def forward(self, wav: torch.Tensor, lengths: torch.Tensor | None = None,
+                mask: bool | torch.Tensor = True) -> PretrainOutput:
+        """wav (B, S), lengths (B,). `mask`: True draws span masks, a (B, T) tensor uses it."""
+        spec = self.mask_config if mask is True else (mask if isinstance(mask, torch.Tensor) else None)
+        out = self.encoder(wav, lengths, spec)
+        hidden = out.layers[-1]
+        logits = [cosine_logits(proj(hidden), emb, self.config.logit_temp)
+                  for proj, emb in zip(self.final_proj, self.unit_embeddings)]
+        used_mask = out.mask if out.mask is not None else torch.zeros_like(out.padding)
+        penalty = out.cnn_features.float().pow(2).mean()
+        return PretrainOutput(logits, used_mask, out.padding, penalty, hidden)
+
+
+def cosine_logits(x: torch.Tensor, embeddings: torch.Tensor, temperature: float) -> torch.Tensor:
+    """x: (B, T, F), embeddings: (K, F) -> (B, T, K) cosine similarity / temperature (in fp32)."""
+    x = F.normalize(x.float(), dim=-1, eps=1e-8)
+    e = F.normalize(embeddings.float(), dim=-1, eps=1e-8)
+    return (x @ e.T) / temperature
