@@ -7,9 +7,10 @@ import sys
 from pipelines.commands import manifest
 from pipelines.commands import status
 from pipelines.commands import features, kmeans, labels
+from pipelines.commands import export
 # add one import per subcommand here, and its module to COMMANDS below
 
-COMMANDS = (manifest, features, kmeans, labels, status)
+COMMANDS = (manifest, features, kmeans, labels, export, status)
 
 EXAMPLES = """\
 examples:

@@ -29,7 +29,8 @@ class FeatureProjection(nn.Module):
 
 @dataclass
 class EncoderOutput:
-    layers: list[torch.Tensor]  # output of each transformer layer run, (B, T, D)
+    layers: list[torch.Tensor]  # raw output of each transformer layer run, (B, T, D)
+    last_hidden: torch.Tensor  # (B, T, D) final output (closing layer norm for pre-LN)
     padding: torch.Tensor  # (B, T) bool, True = padded frame
     mask: torch.Tensor | None  # (B, T) bool, True = masked frame
     cnn_features: torch.Tensor  # (B, T, C) CNN output (for the feature penalty)
@@ -53,15 +54,16 @@ class HubertEncoder(nn.Module):
 
     def forward(self, wav: torch.Tensor, lengths: torch.Tensor | None = None,
                 mask: torch.Tensor | MaskConfig | None = None,
-                num_layers: int | None = None) -> EncoderOutput:
+                num_layers: int | None = None, normalize: bool | None = None) -> EncoderOutput:
         """wav: (B, S) float; lengths: (B,) valid samples or None (all valid).
 
         `mask` is a (B, T) bool tensor, a MaskConfig to draw one, or None.
-        The waveform is layer-normalised here when `config.normalize` is set.
+        The waveform is layer-normalised here when `normalize` (default:
+        `config.normalize`) is set.
         """
         if lengths is None:
             lengths = torch.full((wav.shape[0],), wav.shape[1], dtype=torch.long, device=wav.device)
-        if self.config.normalize:
+        if self.config.normalize if normalize is None else normalize:
             wav = _normalize_waveform(wav, lengths)
         features, frames = self.feature_extractor(wav, lengths)
         if self.config.feature_grad_mult != 1.0 and self.training:
@@ -72,8 +74,8 @@ class HubertEncoder(nn.Module):
             mask = span_mask(frames, x.shape[1], mask)
         if mask is not None:
             x = torch.where(mask[..., None], self.masked_spec_embed.to(x.dtype), x)
-        layers = self.encoder(x, padding, num_layers)
-        return EncoderOutput(layers, padding, mask, features)
+        layers, last = self.encoder(x, padding, num_layers)
+        return EncoderOutput(layers, last, padding, mask, features)
 
 
 def _normalize_waveform(wav: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -110,7 +112,7 @@ class HubertPretrain(nn.Module):
         """wav (B, S), lengths (B,). `mask`: True draws span masks, a (B, T) tensor uses it."""
         spec = self.mask_config if mask is True else (mask if isinstance(mask, torch.Tensor) else None)
         out = self.encoder(wav, lengths, spec)
-        hidden = out.layers[-1]
+        hidden = out.last_hidden
         logits = [cosine_logits(proj(hidden), emb, self.config.logit_temp)
                   for proj, emb in zip(self.final_proj, self.unit_embeddings)]
         used_mask = out.mask if out.mask is not None else torch.zeros_like(out.padding)

@@ -97,9 +97,12 @@ class Transformer(nn.Module):
         self.layers = nn.ModuleList(TransformerLayer(config) for _ in range(config.num_hidden_layers))
 
     def forward(self, x: torch.Tensor, padding: torch.Tensor | None,
-                num_layers: int | None = None) -> list[torch.Tensor]:
-        """x: (B, T, D), padding: (B, T) bool. Returns the output of each layer run, (B, T, D) each;
-        with `num_layers`, stops after that many. The last entry of a full pre-LN pass is normalised."""
+                num_layers: int | None = None) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """x: (B, T, D), padding: (B, T) bool -> (output of each layer run, final output).
+
+        With `num_layers`, stops after that many layers. Layer outputs are raw
+        (what teachers are built from, as fairseq's `output_layer`); the final
+        output of a pre-LN stack gets the closing layer norm."""
         if padding is not None:
             x = x.masked_fill(padding[..., None], 0.0)
         x = x + self.pos_conv_embed(x)
@@ -114,6 +117,4 @@ class Transformer(nn.Module):
                 continue
             x = layer(x, keep)
             outputs.append(x)
-        if self.pre_norm and (num_layers is None or num_layers >= len(self.layers)):
-            outputs[-1] = self.layer_norm(outputs[-1])
-        return outputs
+        return outputs, self.layer_norm(x) if self.pre_norm else x

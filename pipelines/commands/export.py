@@ -1,0 +1,33 @@
+"""`hubert export`: a training checkpoint -> a Hugging Face HuBERT directory."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pretrain.hf import HEADS, export_hf
+from pretrain.model_io import load_encoder
+
+from . import add_command, csv_list
+
+
+def add_parser(subparsers) -> None:
+    p = add_command(subparsers, "export",
+                    "Write a checkpoint's encoder as a directory that transformers' HubertModel, "
+                    "HubertForCTC or HubertForSequenceClassification load with from_pretrained "
+                    "(pretraining-only weights are left out).",
+                    "hubert export work/it2-train/checkpoints/last.pt out/hubert-ctc --head ctc --vocab letters.txt")
+    p.add_argument("checkpoint", help="checkpoint .pt written by `hubert train`, or a Hugging Face directory")
+    p.add_argument("out_dir")
+    p.add_argument("--head", choices=tuple(HEADS), default="none")
+    p.add_argument("--vocab", help="ctc: text file with one token per line (default: LibriSpeech letters)")
+    p.add_argument("--labels", type=csv_list, help="classification: comma-separated class names")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    tokens = None
+    if args.vocab:
+        tokens = [line.strip() for line in Path(args.vocab).read_text().splitlines() if line.strip()]
+    out = export_hf(load_encoder(args.checkpoint), args.out_dir, args.head, tokens,
+                    list(args.labels) if args.labels else None)
+    print(f"wrote {out}: load it with transformers.{HEADS[args.head]}.from_pretrained({str(out)!r})")
+    return 0

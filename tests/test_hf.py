@@ -1,0 +1,88 @@
+"""Exports load in transformers with every encoder weight used, and give our hidden states."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from transformers import HubertForCTC, HubertForSequenceClassification, HubertModel
+
+from pretrain.config import model_preset
+from pretrain.hf import export_hf, import_hf
+from pretrain.layers import LayerFeatures
+from pretrain.model import HubertPretrain
+
+
+def tiny(norm: str) -> HubertPretrain:
+    torch.manual_seed(0)
+    config = model_preset("tiny")
+    config.feat_extract_norm, config.do_stable_layer_norm, config.normalize = norm, norm == "layer", norm == "layer"
+    return HubertPretrain(config, [20]).eval()
+
+
+@pytest.mark.parametrize("norm", ["group", "layer"])
+def test_hubert_model_gives_our_hidden_states(tmp_path, norm):
+    model = tiny(norm)
+    export_hf(model.encoder, tmp_path)
+    hf, info = HubertModel.from_pretrained(tmp_path, output_loading_info=True)
+    assert not any(info[k] for k in ("missing_keys", "unexpected_keys", "mismatched_keys"))
+    assert json.loads((tmp_path / "preprocessor_config.json").read_text())["do_normalize"] == (norm == "layer")
+    hf.eval()
+    lengths = torch.tensor([16000, 11000, 7000])
+    wav = torch.randn(3, 16000) * torch.arange(16000)[None, :].lt(lengths[:, None])
+    with torch.no_grad():
+        ours = model.encoder(wav, lengths)
+        for i, n in enumerate(lengths.tolist()):
+            # (hidden_states[L] is layer L's raw output; last_hidden_state has the closing norm)
+            # HF expects the feature extractor to have normalised the waveform (do_normalize)
+            x = wav[i:i + 1, :n]
+            if model.config.normalize:
+                x = (x - x.mean()) / torch.sqrt(x.var(unbiased=False) + 1e-5)
+            result = hf(x, output_hidden_states=True)
+            hidden = result.hidden_states
+            frames = hidden[0].shape[1]
+            assert (result.last_hidden_state[0] - ours.last_hidden[i, :frames]).abs().max() <= 1e-4
+            for layer in range(1, model.config.num_hidden_layers + 1):
+                diff = (hidden[layer][0] - ours.layers[layer - 1][i, :frames]).abs().max()
+                assert diff <= 1e-4, (norm, i, layer, diff)
+
+
+def test_ctc_and_classification_heads_load_with_only_the_head_new(tmp_path):
+    model = tiny("group")
+    export_hf(model.encoder, tmp_path / "ctc", head="ctc", vocab_tokens=list("abc"))
+    ctc, info = HubertForCTC.from_pretrained(tmp_path / "ctc", output_loading_info=True)
+    assert all(k.startswith("lm_head") for k in info["missing_keys"]) and not info["unexpected_keys"]
+    assert ctc.config.vocab_size == 6 and ctc.config.pad_token_id == 0
+    from transformers import Wav2Vec2CTCTokenizer
+    tokenizer = Wav2Vec2CTCTokenizer.from_pretrained(tmp_path / "ctc")
+    assert tokenizer.decode(tokenizer("ab c").input_ids) == "ab c"
+    export_hf(model.encoder, tmp_path / "cls", head="classification", labels=["yes", "no", "maybe"])
+    cls, info = HubertForSequenceClassification.from_pretrained(tmp_path / "cls", output_loading_info=True)
+    assert all(k.startswith(("projector", "classifier")) for k in info["missing_keys"])
+    assert not info["unexpected_keys"] and cls.config.id2label[2] == "maybe"
+
+
+@pytest.mark.parametrize("norm", ["group", "layer"])
+def test_imported_hf_model_gives_identical_outputs(tmp_path, norm):
+    model = tiny(norm)
+    export_hf(model.encoder, tmp_path / "a")
+    hf = HubertModel.from_pretrained(tmp_path / "a")
+    hf.save_pretrained(tmp_path / "b")  # as a user's directory would look
+    (tmp_path / "b" / "preprocessor_config.json").write_text((tmp_path / "a" / "preprocessor_config.json").read_text())
+    encoder = import_hf(tmp_path / "b").eval()
+    wav = torch.randn(2, 12000)
+    with torch.no_grad():
+        for a, b in zip(model.encoder(wav).layers, encoder(wav).layers):
+            assert torch.equal(a, b)
+
+
+def test_layer_features_are_chunked_and_match_the_encoder():
+    model = tiny("group")
+    wav = np.random.default_rng(0).standard_normal(32000).astype(np.float32)
+    whole = LayerFeatures(model.encoder, 2)(wav)
+    with torch.no_grad():
+        direct = model.encoder(torch.from_numpy(wav)[None]).layers[1][0].numpy()
+    np.testing.assert_allclose(whole, direct, atol=1e-5)
+    chunked = LayerFeatures(model.encoder, 2, max_chunk=16000)(wav)
+    assert chunked.shape == (49 * 2, 64)  # two 1-s chunks of 49 frames each
+    with pytest.raises(ValueError, match="layer must be in 1..2"):
+        LayerFeatures(model.encoder, 3)
