@@ -51,6 +51,11 @@ def label_index(frame: int, label_rate: float) -> int:
     return int(frame * label_rate * CONV_STRIDE // SAMPLE_RATE)
 
 
+def label_indices(num_frames: int, label_rate: float) -> np.ndarray:
+    """`label_index` for frames 0..num_frames-1 at once, (num_frames,) int64."""
+    return (np.arange(num_frames) * (label_rate * CONV_STRIDE) // SAMPLE_RATE).astype(np.int64)
+
+
 def load_audio(path: str | Path, min_samples: int = 1) -> np.ndarray:
     """Decode `path` to 16 kHz mono float32, shape (samples,).
 

@@ -1,0 +1,143 @@
+"""Labelled audio for pretraining: utterances, length-bucketed batches, crop/pad collate.
+
+Batches are planned per epoch from the seed alone, so any worker can tell which
+utterances form global batch i of epoch e, and every random choice made for that
+batch (crop starts, masks, dropout) is seeded from (seed, epoch, i). That makes
+a resumed run, or 2 workers instead of 1 with accumulation 2, see the same data.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from clustering.audio import SAMPLE_RATE, label_indices, load_audio, num_model_frames
+from clustering.labels import load_checked_labels
+from clustering.manifest import read_manifest
+
+from .loss import IGNORE
+
+
+@dataclass
+class Batch:
+    wav: torch.Tensor  # (B, S) float32
+    lengths: torch.Tensor  # (B,) valid samples
+    targets: list[torch.Tensor]  # per label set, (B, T) long, IGNORE where unlabelled
+    seed: int  # seeds masks and dropout for this batch
+
+
+class LabelledAudio:
+    """Utterances of one split with their label sets, short ones dropped.
+
+    `manifest_path` is SPLIT.tsv; each label directory holds SPLIT.km and
+    labels.json (number of units, label rate), checked against the manifest.
+    """
+
+    def __init__(self, manifest_path: str | Path, label_dirs: list[str | Path], min_samples: int):
+        manifest = read_manifest(manifest_path)
+        split = Path(manifest_path).stem
+        self.manifest = manifest
+        self.infos, self.labels = [], []
+        for directory in label_dirs:
+            info, rows = load_checked_labels(directory, split, manifest)
+            self.infos.append(info)
+            self.labels.append(rows)
+        self.keep = [i for i, n in enumerate(manifest.sizes) if n >= min_samples]
+        self.dropped = len(manifest) - len(self.keep)
+        if not self.keep:
+            raise ValueError(f"{manifest_path}: every utterance is shorter than min_sample_size="
+                             f"{min_samples} samples; lower it or use longer audio")
+
+    @property
+    def num_units(self) -> list[int]:
+        return [info.num_units for info in self.infos]
+
+    def size(self, item: int) -> int:
+        return self.manifest.sizes[self.keep[item]]
+
+    def __len__(self) -> int:
+        return len(self.keep)
+
+    def load(self, item: int) -> tuple[np.ndarray, list[np.ndarray]]:
+        line = self.keep[item]
+        return load_audio(self.manifest.audio_path(line)), [rows[line] for rows in self.labels]
+
+
+def plan_batches(sizes: list[int], max_tokens: int, max_sample_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """Length-sorted batches of at most `max_tokens` samples (longest x count), shuffled.
+
+    Ties in length are broken by a seeded permutation; the batch order is shuffled per epoch.
+    """
+    rng = np.random.default_rng([seed, epoch])
+    capped = np.minimum(np.asarray(sizes), max_sample_size)
+    order = np.lexsort((rng.permutation(len(capped)), capped))
+    batches, current, longest = [], [], 0
+    for item in order.tolist():
+        size = int(capped[item])
+        if current and max(longest, size) * (len(current) + 1) > max_tokens:
+            batches.append(current)
+            current, longest = [], 0
+        current.append(item)
+        longest = max(longest, size)
+    if current:
+        batches.append(current)
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def batch_seed(seed: int, epoch: int, index: int) -> int:
+    return int(np.random.default_rng([seed, epoch, index]).integers(2**31))
+
+
+def collate(items: list[tuple[np.ndarray, list[np.ndarray]]], label_rates: list[float], crop: bool,
+            max_sample_size: int, seed: int) -> Batch:
+    """Crop every item to the shortest (crop=True, random start) or pad to the longest,
+    at most `max_sample_size`; labels follow the crop and are aligned to model frames."""
+    rng = np.random.default_rng(seed)
+    target = min(len(w) for w, _ in items) if crop else max(len(w) for w, _ in items)
+    target = min(target, max_sample_size)
+    frames = num_model_frames(target)
+    wav = torch.zeros(len(items), target)
+    lengths = torch.zeros(len(items), dtype=torch.long)
+    targets = [torch.full((len(items), frames), IGNORE, dtype=torch.long) for _ in label_rates]
+    for b, (audio, label_sets) in enumerate(items):
+        start = int(rng.integers(0, len(audio) - target + 1)) if len(audio) > target else 0
+        piece = audio[start:start + target]
+        wav[b, :len(piece)] = torch.from_numpy(piece)
+        lengths[b] = len(piece)
+        valid = num_model_frames(len(piece))
+        for k, (rate, labels) in enumerate(zip(label_rates, label_sets)):
+            offset = int(round(start * rate / SAMPLE_RATE))
+            index = offset + label_indices(valid, rate)
+            usable = index < len(labels)
+            row = np.full(valid, IGNORE, dtype=np.int64)
+            row[usable] = labels[index[usable]]
+            targets[k][b, :valid] = torch.from_numpy(row)
+    return Batch(wav, lengths, targets, seed)
+
+
+class BatchLoader(torch.utils.data.Dataset):
+    """Global batches `indices` of one epoch as a map-style dataset (one item = one batch),
+    so a DataLoader's workers load and collate them in parallel."""
+
+    def __init__(self, data: LabelledAudio, batches: list[tuple[int, list[int]]], epoch: int,
+                 crop: bool, max_sample_size: int, seed: int):
+        self.data, self.batches, self.epoch = data, batches, epoch
+        self.crop, self.max_sample_size, self.seed = crop, max_sample_size, seed
+        self.rates = [info.label_rate for info in data.infos]
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, position: int) -> Batch:
+        index, items = self.batches[position]
+        return collate([self.data.load(i) for i in items], self.rates, self.crop,
+                       self.max_sample_size, batch_seed(self.seed, self.epoch, index))
+
+
+def worker_batches(batches: list[list[int]], rank: int, world: int) -> list[tuple[int, list[int]]]:
+    """(global index, items) of the batches worker `rank` runs: every world-th, truncated so all
+    workers get the same count."""
+    usable = len(batches) - len(batches) % world
+    return [(i, batches[i]) for i in range(rank, usable, world)]

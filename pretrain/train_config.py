@@ -1,0 +1,69 @@
+"""Training settings: one dataclass, the paper's BASE recipe as defaults.
+
+`hubert train ... key=value` and pipeline configs override fields by name.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+
+@dataclass
+class TrainConfig:
+    # optimisation (Adam with decoupled weight decay, linear warm-up then linear decay to 0)
+    lr: float = 5e-4
+    betas: tuple[float, float] = (0.9, 0.98)
+    eps: float = 1e-6
+    weight_decay: float = 0.01
+    warmup_updates: int = 32_000
+    max_updates: int = 250_000  # 400k for iteration 2
+    clip_norm: float = 10.0
+    update_freq: int = 1  # micro-batches per update per worker (gradient accumulation)
+    precision: str = "fp32"  # "fp32", "bf16" or "fp16" (with loss scaling)
+    max_bad_updates: int = 10  # consecutive non-finite updates before stopping with an error
+    # loss
+    masked_weight: float = 1.0
+    unmasked_weight: float = 0.0
+    penalty_weight: float = 10.0
+    # data
+    max_tokens: int = 1_400_000  # samples per micro-batch per worker (87.5 s)
+    min_sample_size: int = 32_000  # utterances shorter than this are dropped
+    max_sample_size: int = 250_000  # longer items are cropped to this
+    crop: bool = True  # crop every item to the batch's shortest (fairseq); False pads instead
+    num_workers: int = 1  # DataLoader processes
+    seed: int = 1337
+    # bookkeeping
+    log_every: int = 50
+    valid_every: int = 5_000
+    save_every: int = 5_000
+    keep_last: int = 3
+    device: str = "auto"  # "auto": cuda when available, else cpu
+
+    def __post_init__(self):
+        self.betas = tuple(self.betas)
+        if self.precision not in ("fp32", "bf16", "fp16"):
+            raise ValueError(f"precision must be fp32, bf16 or fp16, got {self.precision!r}")
+        if self.update_freq < 1 or self.max_updates < 1:
+            raise ValueError("update_freq and max_updates must be at least 1")
+
+
+def train_preset(name: str) -> TrainConfig:
+    """Schedules sized for a model preset: the paper's for base/large, short ones for CPU."""
+    if name in ("base", "large", "xlarge"):
+        return TrainConfig()
+    if name == "small":
+        return TrainConfig(lr=1e-3, warmup_updates=200, max_updates=2_000, max_tokens=400_000,
+                           valid_every=250, save_every=250, log_every=25)
+    if name == "tiny":
+        return TrainConfig(lr=2e-3, warmup_updates=20, max_updates=200, max_tokens=160_000,
+                           min_sample_size=8_000, valid_every=50, save_every=50, log_every=10)
+    raise ValueError(f"unknown preset {name!r}")
+
+
+def apply_overrides(config: TrainConfig, overrides: dict) -> TrainConfig:
+    """A copy of `config` with `overrides` (field name -> value); unknown names are errors."""
+    names = {f.name for f in dataclasses.fields(config)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise ValueError(f"unknown training setting(s) {unknown}; known: {sorted(names)}")
+    return dataclasses.replace(config, **overrides)

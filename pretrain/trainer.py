@@ -1,0 +1,309 @@
+"""The training loop, top to bottom: lr, micro-batches, forward, loss, backward,
+normalise, clip, step, log, validate, save.
+
+Gradients of one update are summed over `update_freq` micro-batches on every
+worker and divided by the number of masked frames of the whole update (all
+micro-batches, all workers), as fairseq does; so 2 workers with batch B and 1
+worker with accumulation 2 take the same step. Unmasked accuracy falling while
+masked accuracy rises is expected: the unmasked loss weight is 0 in the paper.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from .checkpoint import load_latest, save_checkpoint
+from .config import MaskConfig, ModelConfig
+from .data import Batch, BatchLoader, LabelledAudio, plan_batches, worker_batches
+from .distributed import Workers, setup_workers, teardown_workers
+from .loss import hubert_loss
+from .model import HubertPretrain
+from .model_io import model_state
+from .train_config import TrainConfig
+
+STATS = ("masked_ce", "unmasked_ce", "num_masked", "num_unmasked", "masked_correct",
+         "unmasked_correct", "feature_penalty", "audio_samples", "batches")
+UNMASKED_NOTE = ("note: unmasked accuracy may fall while masked accuracy rises; this is expected, "
+                 "the unmasked loss weight is 0 (the paper's setting)")
+
+
+class TrainingError(RuntimeError):
+    pass
+
+
+@dataclass
+class TrainResult:
+    update: int
+    checkpoint_dir: Path
+    history: list[dict] = field(default_factory=list)  # every logged and validation record
+
+
+def lr_at(update: int, config: TrainConfig) -> float:
+    """Linear warm-up to `lr` over warmup_updates, then linear decay to 0 at max_updates."""
+    if update < config.warmup_updates:
+        return config.lr * (update + 1) / config.warmup_updates
+    remaining = config.max_updates - update
+    return config.lr * max(0.0, remaining / max(1, config.max_updates - config.warmup_updates))
+
+
+class MicroBatches:
+    """This worker's endless stream of micro-batches, epoch after epoch, from a cursor."""
+
+    def __init__(self, data: LabelledAudio, config: TrainConfig, workers: Workers, epoch: int, position: int):
+        self.data, self.config, self.workers = data, config, workers
+        self.epoch, self.position = epoch, position
+        self._iterator = None
+
+    def _open(self):
+        c = self.config
+        plan = plan_batches([self.data.size(i) for i in range(len(self.data))], c.max_tokens,
+                            c.max_sample_size, c.seed, self.epoch)
+        mine = worker_batches(plan, self.workers.rank, self.workers.world)
+        if not mine:
+            raise TrainingError(f"{len(plan)} batches cannot be shared by {self.workers.world} workers; "
+                                "lower max_tokens or use fewer workers")
+        loader = BatchLoader(self.data, mine[self.position:], self.epoch, c.crop, c.max_sample_size, c.seed)
+        self._iterator = iter(torch.utils.data.DataLoader(
+            loader, batch_size=None, shuffle=False, num_workers=c.num_workers,
+            persistent_workers=False, prefetch_factor=2 if c.num_workers else None))
+        self._left = len(mine) - self.position
+
+    def next(self) -> Batch:
+        if self._iterator is None or self._left == 0:
+            if self._iterator is not None:
+                self.epoch, self.position = self.epoch + 1, 0
+            self._open()
+        batch = next(self._iterator)
+        self.position += 1
+        self._left -= 1
+        return batch
+
+
+def train(manifest_dir: str | Path, label_dirs: list[str | Path], out_dir: str | Path,
+          model_config: ModelConfig, config: TrainConfig, init_from: str | Path | None = None,
+          log=print) -> TrainResult:
+    """Pretrain on SPLIT.tsv manifests in `manifest_dir` (train, valid) and the label sets in
+    `label_dirs`; checkpoints and logs go to `out_dir`. Resumes from `out_dir/checkpoints`
+    when it holds a checkpoint; `init_from` starts a new run from existing weights."""
+    workers = setup_workers(config.device)
+    try:
+        return _train(Path(manifest_dir), [Path(d) for d in label_dirs], Path(out_dir),
+                      model_config, config, init_from, workers, log)
+    finally:
+        teardown_workers(workers)
+
+
+def _train(manifest_dir, label_dirs, out_dir, model_config, config, init_from, workers, log) -> TrainResult:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_dir = out_dir / "checkpoints"
+    train_data = LabelledAudio(manifest_dir / "train.tsv", label_dirs, config.min_sample_size)
+    valid_data = _valid_data(manifest_dir, label_dirs, config)
+    if workers.is_main:
+        log(f"train: {len(train_data)} utterances ({train_data.dropped} under {config.min_sample_size} "
+            f"samples dropped); units per label set {train_data.num_units}")
+    torch.manual_seed(config.seed)
+    model = HubertPretrain(model_config, train_data.num_units, MaskConfig()).to(workers.device)
+    if init_from:
+        _load_encoder_weights(model, init_from)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=config.betas,
+                                  eps=config.eps, weight_decay=config.weight_decay)
+    scaler = torch.amp.GradScaler(workers.device.type, enabled=config.precision == "fp16")
+    update, epoch, position, best = 0, 0, 0, math.inf
+    state = load_latest(ckpt_dir, log)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        update, epoch, position, best = state["update"], state["epoch"], state["position"], state["best_valid"]
+        log(f"resuming from update {update}")
+    net = model
+    if workers.world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[workers.device.index] if workers.device.type == "cuda" else None,
+            find_unused_parameters=model_config.layerdrop > 0)
+    stream = MicroBatches(train_data, config, workers, epoch, position)
+    logger = _Logger(out_dir, workers.is_main, log, config.penalty_weight)
+    if workers.is_main and update == 0:
+        log(UNMASKED_NOTE)
+    bar = tqdm(total=config.max_updates, initial=update, desc="train", unit="upd",
+               disable=not workers.is_main, mininterval=2)
+    window, bad, begin = torch.zeros(len(STATS), dtype=torch.float64), 0, time.time()
+    while update < config.max_updates:
+        lr = lr_at(update, config)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        net.train()
+        stats = torch.zeros(len(STATS), dtype=torch.float64)
+        for micro in range(config.update_freq):
+            batch = stream.next()
+            sync = micro == config.update_freq - 1 or workers.world == 1
+            with contextlib.nullcontext() if sync else net.no_sync():
+                result = _forward(net, batch, config, workers.device)
+                scaler.scale(result.loss).backward()
+            stats += _stats(result, batch)
+        stats = workers.sum(stats).cpu()
+        scaler.unscale_(optimizer)
+        for p in model.parameters():
+            if p.grad is not None:  # sum over the update / masked frames of the update
+                p.grad.mul_(workers.world / max(1.0, stats[2].item()))
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
+        update += 1
+        if torch.isfinite(grad_norm):
+            scaler.step(optimizer)
+            bad = 0
+        else:
+            bad += 1
+            logger.skipped += 1
+            log(f"update {update}: non-finite loss or gradient, update skipped "
+                f"({bad} in a row, {logger.skipped} in all)")
+            if bad >= config.max_bad_updates:
+                raise TrainingError(f"{bad} non-finite updates in a row at update {update}; lower the "
+                                    "lr, use bf16 instead of fp16, or check the data")
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+        window += stats
+        bar.update(1)
+        if update % config.log_every == 0 or update == config.max_updates:
+            record = logger.train_record(update, lr, window, grad_norm.item(), time.time() - begin)
+            bar.set_postfix(loss=f"{record['loss']:.3f}", acc_m=f"{record['masked_acc']:.3f}",
+                            audio_s_per_s=f"{record['audio_s_per_s']:.1f}")
+            window, begin = torch.zeros(len(STATS), dtype=torch.float64), time.time()
+        if valid_data is not None and (update % config.valid_every == 0 or update == config.max_updates):
+            record = logger.valid_record(update, validate(net, model, valid_data, config, workers))
+            if record["loss"] < best:
+                best = record["loss"]
+                is_best = True
+            else:
+                is_best = False
+        else:
+            is_best = False
+        if update % config.save_every == 0 or update == config.max_updates:
+            if workers.is_main:
+                state = {**model_state(model), "optimizer": optimizer.state_dict(),
+                         "scaler": scaler.state_dict(), "update": update, "epoch": stream.epoch,
+                         "position": stream.position, "best_valid": best,
+                         "train_config": dataclasses.asdict(config)}
+                save_checkpoint(state, ckpt_dir, update, config.keep_last, best=is_best)
+            if workers.world > 1:
+                torch.distributed.barrier()
+    bar.close()
+    return TrainResult(update, ckpt_dir, logger.history)
+
+
+def _valid_data(manifest_dir: Path, label_dirs: list[Path], config: TrainConfig) -> LabelledAudio | None:
+    path = manifest_dir / "valid.tsv"
+    if not path.exists() or path.read_text().count("\n") <= 1:
+        return None
+    return LabelledAudio(path, label_dirs, config.min_sample_size)
+
+
+def _load_encoder_weights(model: HubertPretrain, source) -> None:
+    from .model_io import load_encoder
+
+    encoder = load_encoder(source)
+    if dataclasses.asdict(encoder.config) != dataclasses.asdict(model.config):
+        raise ValueError(f"{source}: its model settings differ from this run's; use the same preset")
+    model.encoder.load_state_dict(encoder.state_dict())
+
+
+def _forward(net, batch: Batch, config: TrainConfig, device: torch.device):
+    """Forward + loss (summed, not normalised) of one micro-batch; masks and dropout seeded by the batch."""
+    torch.manual_seed(batch.seed)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.precision)
+    with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+        out = net(batch.wav.to(device), batch.lengths.to(device))
+    targets = [t.to(device) for t in batch.targets]
+    return hubert_loss(out, targets, config.masked_weight, config.unmasked_weight,
+                       config.penalty_weight, normalizer=1.0)
+
+
+def _stats(result, batch: Batch) -> torch.Tensor:
+    values = [result.masked_ce, result.unmasked_ce, result.num_masked, result.num_unmasked,
+              result.masked_correct, result.unmasked_correct, result.feature_penalty * result.num_masked,
+              batch.lengths.sum(), 1]
+    return torch.tensor([float(v) for v in values], dtype=torch.float64)
+
+
+@torch.no_grad()
+def validate(net, model: HubertPretrain, data: LabelledAudio, config: TrainConfig, workers: Workers) -> dict:
+    """Loss and accuracies on the valid split, plus collapse detectors: per-layer feature
+    variance and how many units the model predicts at all."""
+    net.eval()
+    plan = plan_batches([data.size(i) for i in range(len(data))], config.max_tokens,
+                        config.max_sample_size, config.seed, epoch=0)
+    mine = [(i, items) for i, items in enumerate(plan) if i % workers.world == workers.rank]
+    loader = BatchLoader(data, mine, 0, config.crop, config.max_sample_size, config.seed)
+    stats = torch.zeros(len(STATS), dtype=torch.float64)
+    variance = torch.zeros(model.config.num_hidden_layers, dtype=torch.float64)
+    used = torch.zeros(model.num_units[0], dtype=torch.float64)
+    for index in range(len(loader)):
+        batch = loader[index]
+        result = _forward(model, batch, config, workers.device)
+        stats += _stats(result, batch)
+        out = model.encoder(batch.wav.to(workers.device), batch.lengths.to(workers.device))
+        keep = ~out.padding
+        for k, layer in enumerate(out.layers):
+            variance[k] += layer[keep].float().var(0).mean().item() * keep.sum().item()
+        logits = model(batch.wav.to(workers.device), batch.lengths.to(workers.device), mask=False).logits[0]
+        used += torch.bincount(logits[keep].argmax(-1).cpu(), minlength=used.numel()).double()
+    stats, variance, used = workers.sum(stats).cpu(), workers.sum(variance).cpu(), workers.sum(used).cpu()
+    frames = max(1.0, used.sum().item())
+    return {**_summary(stats, config.penalty_weight), "layer_variance": [round(v / frames, 5) for v in variance.tolist()],
+            "units_predicted": int((used > 0).sum().item()), "num_units": model.num_units[0]}
+
+
+def _summary(stats: torch.Tensor, penalty_weight: float) -> dict:
+    s = dict(zip(STATS, stats.tolist()))
+    masked = max(1.0, s["num_masked"])
+    return {"loss": (s["masked_ce"] + penalty_weight * s["feature_penalty"]) / masked,
+            "masked_ce": s["masked_ce"] / masked,
+            "masked_acc": s["masked_correct"] / masked,
+            "unmasked_acc": s["unmasked_correct"] / max(1.0, s["num_unmasked"]),
+            "feature_penalty": s["feature_penalty"] / masked}
+
+
+class _Logger:
+    """JSON lines (train_log.jsonl) and TensorBoard (tb/) on the main worker."""
+
+    def __init__(self, out_dir: Path, active: bool, log, penalty_weight: float):
+        self.active, self.log, self.history, self.skipped = active, log, [], 0
+        self.penalty_weight = penalty_weight
+        self.path = out_dir / "train_log.jsonl"
+        self.writer = None
+        if active:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(out_dir / "tb"))
+
+    def _emit(self, record: dict, prefix: str) -> dict:
+        if self.active:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+            for key, value in record.items():
+                if isinstance(value, (int, float)) and key != "update":
+                    self.writer.add_scalar(f"{prefix}/{key}", value, record["update"])
+            self.writer.flush()
+        self.history.append(record)
+        return record
+
+    def train_record(self, update: int, lr: float, window: torch.Tensor, grad_norm: float, seconds: float) -> dict:
+        s = dict(zip(STATS, window.tolist()))
+        record = {"split": "train", "update": update, "lr": lr, **_summary(window, self.penalty_weight), "grad_norm": grad_norm,
+                  "audio_s_per_s": s["audio_samples"] / 16000 / max(seconds, 1e-9), "skipped": self.skipped}
+        return self._emit(record, "train")
+
+    def valid_record(self, update: int, metrics: dict) -> dict:
+        record = self._emit({"split": "valid", "update": update, **metrics}, "valid")
+        self.log(f"valid @ {update}: loss {record['loss']:.3f}, masked acc {record['masked_acc']:.3f}, "
+                 f"unmasked acc {record['unmasked_acc']:.3f}, units predicted "
+                 f"{record['units_predicted']}/{record['num_units']}, last-layer variance "
+                 f"{record['layer_variance'][-1]:.4f}")
+        return record
