@@ -7,10 +7,10 @@ import sys
 from pipelines.commands import manifest
 from pipelines.commands import status
 from pipelines.commands import features, kmeans, labels
-from pipelines.commands import export
+from pipelines.commands import export, train
 # add one import per subcommand here, and its module to COMMANDS below
 
-COMMANDS = (manifest, features, kmeans, labels, export, status)
+COMMANDS = (manifest, features, kmeans, labels, train, export, status)
 
 EXAMPLES = """\
 examples:

@@ -72,11 +72,11 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> PipelineC
         key, sep, value = item.partition("=")
         if not sep:
             raise ValueError(f"override {item!r} must look like key=value, e.g. iteration1.num_units=50")
-        _set_dotted(data, key.strip(), _parse_value(value.strip()))
+        _set_dotted(data, key.strip(), parse_value(value.strip()))
     return _build(PipelineConfig, data, "config")
 
 
-def _parse_value(text: str):
+def parse_value(text: str):
     """TOML value syntax (numbers, true/false, [lists], "strings"); bare words are strings."""
     try:
         return tomllib.loads(f"v = {text}")["v"]

@@ -70,6 +70,9 @@ class MicroBatches:
         if not mine:
             raise TrainingError(f"{len(plan)} batches cannot be shared by {self.workers.world} workers; "
                                 "lower max_tokens or use fewer workers")
+        if self.position >= len(mine):  # resumed exactly at the end of an epoch
+            self.epoch, self.position = self.epoch + 1, 0
+            return self._open()
         loader = BatchLoader(self.data, mine[self.position:], self.epoch, c.crop, c.max_sample_size, c.seed)
         self._iterator = iter(torch.utils.data.DataLoader(
             loader, batch_size=None, shuffle=False, num_workers=c.num_workers,

@@ -30,3 +30,4 @@ def tiny_manifest(tmp_path):
         entries.append((f"u{i}.wav", len(wav)))
     write_manifest(tmp_path / "train.tsv", root, entries)
     return read_manifest(tmp_path / "train.tsv")
+import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).parent))

@@ -1,0 +1,159 @@
+"""Pretraining learns, resumes exactly after SIGKILL, matches across worker counts, survives faults."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from clustering.labels import LabelError, write_labels, read_labels
+from pretrain import trainer as trainer_module
+from pretrain.config import model_preset
+from pretrain.data import LabelledAudio
+from pretrain.train_config import apply_overrides, train_preset
+from pretrain.trainer import TrainingError, train
+from tone_corpus import make_tone_corpus
+
+HERE = Path(__file__).parent
+
+
+def quick(**changes):
+    base = dict(max_tokens=64000, min_sample_size=8000, valid_every=1000, log_every=10, num_workers=0)
+    return apply_overrides(train_preset("tiny"), {**base, **changes})
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return make_tone_corpus(tmp_path_factory.mktemp("tones"))
+
+
+def weights(path):
+    return torch.load(path, map_location="cpu", weights_only=True)["model"]
+
+
+def test_loss_falls_and_masked_accuracy_rises_within_200_updates(corpus, tmp_path):
+    root, labels = corpus
+    result = train(root, [labels], tmp_path, model_preset("tiny"), quick(max_updates=200, valid_every=100),
+                   log=lambda m: None)
+    logged = [r for r in result.history if r["split"] == "train"]
+    assert logged[-1]["loss"] < 0.6 * logged[0]["loss"]
+    valid = [r for r in result.history if r["split"] == "valid"][-1]
+    assert valid["masked_acc"] > 4 / 8  # chance is 1/8
+    assert valid["units_predicted"] == 8 and min(valid["layer_variance"]) > 0.01
+    lines = [json.loads(l) for l in (tmp_path / "train_log.jsonl").read_text().splitlines()]
+    assert len(lines) == len(result.history) and (tmp_path / "tb").is_dir()
+
+
+KILL_SCRIPT = """
+import os, signal, sys
+sys.path.insert(0, {tests!r})
+from pretrain import trainer
+from pretrain.config import model_preset
+from pretrain.train_config import apply_overrides, train_preset
+real_save = trainer.save_checkpoint
+def save_then_die(state, directory, update, keep_last, best=False):
+    path = real_save(state, directory, update, keep_last, best)
+    if update == {kill_at}:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return path
+trainer.save_checkpoint = save_then_die
+config = apply_overrides(train_preset("tiny"), dict(max_tokens=64000, min_sample_size=8000, valid_every=1000,
+                         num_workers=0, max_updates=60, save_every=10, warmup_updates=10))
+trainer.train({root!r}, [{labels!r}], {out!r}, model_preset("tiny"), config, log=lambda m: None)
+"""
+
+
+def run_script(root, labels, out, kill_at):
+    code = KILL_SCRIPT.format(tests=str(HERE), root=str(root), labels=str(labels), out=str(out), kill_at=kill_at)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+
+
+def test_sigkill_at_update_30_then_resume_gives_the_same_weights(corpus, tmp_path):
+    root, labels = corpus
+    killed = run_script(root, labels, tmp_path / "a", kill_at=30)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert not (tmp_path / "a" / "checkpoints" / "update_0000040.pt").exists()
+    resumed = run_script(root, labels, tmp_path / "a", kill_at=-1)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    straight = run_script(root, labels, tmp_path / "b", kill_at=-1)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    a = weights(tmp_path / "a" / "checkpoints" / "update_0000060.pt")
+    b = weights(tmp_path / "b" / "checkpoints" / "update_0000060.pt")
+    assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-6
+
+
+def _ddp_worker(rank, root, labels, out, port):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    train(root, [labels], out, model_preset("tiny"), quick(max_updates=6, save_every=6, warmup_updates=2),
+          log=lambda m: None)
+
+
+def test_two_gloo_workers_match_one_worker_with_accumulation_2(corpus, tmp_path):
+    root, labels = corpus
+    port = 29500 + os.getpid() % 1000
+    mp.spawn(_ddp_worker, args=(root, labels, tmp_path / "ddp", port), nprocs=2, join=True)
+    train(root, [labels], tmp_path / "acc", model_preset("tiny"),
+          quick(max_updates=6, save_every=6, warmup_updates=2, update_freq=2), log=lambda m: None)
+    a = weights(tmp_path / "ddp" / "checkpoints" / "update_0000006.pt")
+    b = weights(tmp_path / "acc" / "checkpoints" / "update_0000006.pt")
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=1e-5, rtol=1e-4), key
+
+
+def test_corrupt_newest_checkpoint_falls_back_with_a_message(corpus, tmp_path):
+    root, labels = corpus
+    train(root, [labels], tmp_path, model_preset("tiny"), quick(max_updates=20, save_every=10), log=lambda m: None)
+    newest = tmp_path / "checkpoints" / "update_0000020.pt"
+    newest.write_bytes(newest.read_bytes()[:1000])  # truncated by a crash mid-copy
+    messages = []
+    result = train(root, [labels], tmp_path, model_preset("tiny"), quick(max_updates=30, save_every=10),
+                   log=messages.append)
+    assert any("update_0000020.pt is unreadable" in m and "previous checkpoint" in m for m in messages)
+    assert any("resuming from update 10" in m for m in messages) and result.update == 30
+
+
+def test_non_finite_loss_is_skipped_and_counted(corpus, tmp_path, monkeypatch):
+    root, labels = corpus
+    real, calls = trainer_module.hubert_loss, []
+
+    def sometimes_nan(*args, **kwargs):
+        out = real(*args, **kwargs)
+        calls.append(1)
+        if len(calls) in (5, 6):
+            out.loss = out.loss * float("nan")
+        return out
+
+    monkeypatch.setattr(trainer_module, "hubert_loss", sometimes_nan)
+    messages = []
+    result = train(root, [labels], tmp_path, model_preset("tiny"), quick(max_updates=10), log=messages.append)
+    assert sum("non-finite" in m for m in messages) == 2
+    assert [r for r in result.history if r["split"] == "train"][-1]["skipped"] == 2
+    state = weights(tmp_path / "checkpoints" / "update_0000010.pt")
+    assert all(torch.isfinite(v).all() for v in state.values())
+    calls.clear()
+    monkeypatch.setattr(trainer_module, "hubert_loss", lambda *a, **k: _nan(real(*a, **k)))
+    with pytest.raises(TrainingError, match="3 non-finite updates in a row"):
+        train(root, [labels], tmp_path / "b", model_preset("tiny"), quick(max_updates=10, max_bad_updates=3),
+              log=lambda m: None)
+
+
+def _nan(out):
+    out.loss = out.loss * float("nan")
+    return out
+
+
+def test_label_audio_mismatch_names_the_utterance(corpus, tmp_path):
+    root, labels = corpus
+    bad = tmp_path / "labels"
+    bad.mkdir()
+    for name in ("labels.json", "dict.km.txt", "valid.km"):
+        (bad / name).write_bytes((labels / name).read_bytes())
+    rows = read_labels(labels / "train.km")
+    rows[3] = rows[3][: len(rows[3]) // 2]
+    write_labels(bad / "train.km", rows)
+    with pytest.raises(LabelError, match=r"train.km:4: utterance train3.wav has"):
+        LabelledAudio(root / "train.tsv", [bad], 8000)
