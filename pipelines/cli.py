@@ -4,13 +4,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pipelines.commands import manifest
+from pipelines.commands import corpus, manifest
 from pipelines.commands import status
 from pipelines.commands import features, kmeans, labels
 from pipelines.commands import export, train
 # add one import per subcommand here, and its module to COMMANDS below
 
-COMMANDS = (manifest, features, kmeans, labels, train, export, status)
+COMMANDS = (corpus, manifest, features, kmeans, labels, train, export, status)
 
 EXAMPLES = """\
 examples:

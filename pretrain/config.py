@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# Export heads -> the transformers class that loads them.
+HEADS = {"none": "HubertModel", "ctc": "HubertForCTC", "classification": "HubertForSequenceClassification"}
 BASE_CONV = ((512, 10, 5),) + ((512, 3, 2),) * 4 + ((512, 2, 2),) * 2  # (dim, kernel, stride)
 
 

@@ -13,10 +13,9 @@ import torch
 
 from clustering.audio import SAMPLE_RATE
 
-from .config import ModelConfig
+from .config import HEADS, ModelConfig
 from .model import HubertEncoder
 
-HEADS = {"none": "HubertModel", "ctc": "HubertForCTC", "classification": "HubertForSequenceClassification"}
 # Older Hugging Face checkpoints spell the positional conv's weight norm the pre-parametrization way.
 HF_RENAMES = {"weight_g": "parametrizations.weight.original0", "weight_v": "parametrizations.weight.original1"}
 HF_PREFIX = "hubert."  # what HubertForCTC / ...ForSequenceClassification put before encoder weights

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pretrain.hf import HEADS, export_hf
-from pretrain.model_io import load_encoder
+from pretrain.config import HEADS
 
 from . import add_command, csv_list
 
@@ -24,6 +23,10 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
+    # torch is imported here, not at the top: processes that re-import the `hubert` script stay light
+    from pretrain.hf import export_hf
+    from pretrain.model_io import load_encoder
+
     tokens = None
     if args.vocab:
         tokens = [line.strip() for line in Path(args.vocab).read_text().splitlines() if line.strip()]

@@ -4,7 +4,6 @@ from __future__ import annotations
 from pipelines.config import parse_value
 from pretrain.config import model_preset
 from pretrain.train_config import apply_overrides, train_preset
-from pretrain.trainer import train
 
 from . import add_command
 
@@ -28,6 +27,8 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
+    from pretrain.trainer import train  # torch: imported only when the command runs
+
     overrides = {}
     for item in args.overrides:
         key, sep, value = item.partition("=")

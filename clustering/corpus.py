@@ -1,0 +1,179 @@
+"""The built-in corpus: varied synthetic speech in several languages, with exact phone alignments.
+
+`make_corpus(out_dir)` writes:
+  wav/<lang>/<lang>_<index>.wav    16 kHz mono PCM-16
+  train.tsv, valid.tsv              fairseq manifests
+  train.phn.tsv, valid.phn.tsv      100 Hz frame-level phones, `uid<TAB>p1,p2,...`, manifest order
+  transcripts.tsv                   `uid<TAB>text`
+  summary.json, summary.md          hours, utterances and phone inventory per language
+Same seed, same bytes (apart from the absolute root on the manifests' first line).
+"""
+from __future__ import annotations
+
+import json
+import re
+import multiprocessing
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from .audio import ALIGNMENT_RATE, SAMPLE_RATE, resample
+from .manifest import write_manifest
+from .phrases import WORDS
+
+LANGUAGES = ("en", "de", "fr", "es", "it")
+# espeak voice variants whose output is reproducible; the "breath" variants (f2, f3, f5) add
+# noise from a generator that cannot be seeded, so they would break "same seed, same bytes".
+VARIANTS = ("", "+m1", "+m2", "+m3", "+m4", "+m5", "+m6", "+m7", "+f1", "+f4", "+klatt", "+klatt2", "+klatt3")
+SILENCE = "sil"
+MAX_WPM = 300  # espeak's event positions drift above ~450 words per minute
+_STRESS = re.compile("[ˈˌ',]")
+RENDER_ROUND = 32  # utterances synthesised per round
+
+
+@dataclass(frozen=True)
+class UtteranceSpec:
+    uid: str  # e.g. "en/en_00012"
+    language: str
+    voice: str
+    words_per_minute: int
+    pitch: int
+    pitch_range: int
+    phrases: tuple[str, ...]
+    pauses_ms: tuple[int, ...]  # before the first phrase, between phrases, after the last
+    seed: int
+
+
+def spec_stream(languages: tuple[str, ...], seed: int):
+    """Endless utterance specs, languages in turn, fixed by `seed`."""
+    unknown = [lang for lang in languages if lang not in WORDS]
+    if unknown or not languages:
+        raise ValueError(f"no word list for {unknown or 'an empty list'}; choose from {', '.join(LANGUAGES)}")
+    rng = np.random.default_rng(seed)
+    index = 0
+    while True:
+        language = languages[index % len(languages)]
+        count = int(rng.integers(2, 5))
+        phrases = tuple(" ".join(rng.choice(WORDS[language], int(rng.integers(4, 11)))) for _ in range(count))
+        yield UtteranceSpec(f"{language}/{language}_{index:05d}", language,
+                            language + VARIANTS[int(rng.integers(len(VARIANTS)))], int(rng.integers(130, MAX_WPM)),
+                            int(rng.integers(30, 71)), int(rng.integers(20, 81)), phrases,
+                            tuple(int(v) for v in rng.integers(150, 600, count + 1)), int(rng.integers(2**31)))
+        index += 1
+
+
+def clean_phone(name: str) -> str | None:
+    """espeak's phoneme name -> our label: stress removed, pauses 'sil', unknown 'spn';
+    None for language-switch markers like '(en)', which are not sounds."""
+    if name.startswith("(") and name.endswith(")"):
+        return None
+    name = _STRESS.sub("", name).strip()
+    if not name or name in ("_", "_:", "_!"):
+        return SILENCE
+    return "spn" if "?" in name else name
+
+
+def synthesise(spec: UtteranceSpec) -> tuple[np.ndarray, int, list[tuple[int, str]]]:
+    """Run espeak for one utterance in a fresh process: (wav at espeak's rate, rate, segments).
+
+    espeak-ng carries hidden state from one synthesis to the next and draws from
+    libc's rand(), so each utterance is rendered in a new process (forked from a clean
+    fork server, never from one holding torch threads) with rand() seeded from the spec:
+    the same spec always gives the same samples.
+    """
+    import ctypes
+
+    from .espeak import Synthesizer
+
+    ctypes.CDLL(None).srand(spec.seed % 2**31)
+    synth = Synthesizer()
+    pieces, segments, cursor = [], [], 0  # segments: (start sample at espeak's rate, phone)
+    for index, phrase in enumerate(spec.phrases + ("",)):
+        silence = np.zeros(int(spec.pauses_ms[index] * synth.rate / 1000), np.float32)
+        segments.append((cursor, SILENCE))
+        pieces.append(silence)
+        cursor += len(silence)
+        if not phrase:
+            break
+        speech = synth.speak(phrase, spec.voice, spec.words_per_minute, spec.pitch, spec.pitch_range)
+        segments.append((cursor, SILENCE))
+        segments += [(cursor + start, label) for start, name in speech.phones
+                     if (label := clean_phone(name)) is not None]
+        pieces.append(speech.wav)
+        cursor += len(speech.wav)
+    return np.concatenate(pieces), synth.rate, segments
+
+
+def finish(spec: UtteranceSpec, raw: np.ndarray, rate: int, segments) -> tuple[np.ndarray, list[str]]:
+    """Resample to 16 kHz, set a random level, add a little noise; 100 Hz phone labels."""
+    rng = np.random.default_rng(spec.seed)
+    wav = resample(raw, rate)
+    wav = wav * rng.uniform(0.5, 0.9) / max(1e-3, np.abs(wav).max())
+    wav = (wav + rng.normal(0, 10 ** rng.uniform(-3.5, -2.5), len(wav))).astype(np.float32)
+    return wav, frame_labels(segments, rate, len(wav))
+
+
+def frame_labels(segments: list[tuple[int, str]], rate: int, num_samples: int) -> list[str]:
+    """Phone of each 10 ms frame (at its centre) from (start sample at `rate`, phone) segments."""
+    starts = np.array([s for s, _ in segments], dtype=np.float64) * SAMPLE_RATE / rate
+    hop = SAMPLE_RATE // ALIGNMENT_RATE
+    centres = np.arange(num_samples // hop) * hop + hop / 2
+    which = np.searchsorted(starts, centres, side="right") - 1
+    return [segments[max(0, i)][1] for i in which]
+
+
+def make_corpus(out_dir: str | Path, hours: float = 0.5, languages: tuple[str, ...] = ("en", "de", "fr"),
+                seed: int = 0, valid_percent: float = 0.05, jobs: int = 2) -> dict:
+    """Synthesise the corpus into `out_dir`; returns the summary (also in summary.json)."""
+    out = Path(out_dir)
+    stream, specs, rendered, seconds = spec_stream(tuple(languages), seed), [], [], 0.0
+    bar = tqdm(total=round(hours * 3600), desc="synthesise", unit="s audio", mininterval=2)
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["clustering.corpus", "clustering.espeak"])  # children start warm
+    with context.Pool(jobs, maxtasksperchild=1) as pool:
+        while seconds < hours * 3600:  # render in rounds until the audio adds up to `hours`
+            round_specs = [next(stream) for _ in range(RENDER_ROUND)]
+            for spec, raw in zip(round_specs, pool.imap(synthesise, round_specs)):
+                if seconds >= hours * 3600:
+                    break
+                specs.append(spec)
+                rendered.append(finish(spec, *raw))
+                seconds += len(rendered[-1][0]) / SAMPLE_RATE
+                bar.update(len(rendered[-1][0]) / SAMPLE_RATE)
+    bar.close()
+    import soundfile as sf
+
+    rng = np.random.default_rng(seed + 1)
+    splits = {"train": ([], []), "valid": ([], [])}
+    for spec, (wav, phones) in zip(specs, rendered):
+        path = out / "wav" / f"{spec.uid}.wav"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(path, wav, SAMPLE_RATE, subtype="PCM_16")
+        entries, aligned = splits["valid" if rng.random() < valid_percent else "train"]
+        entries.append((f"{spec.uid}.wav", len(wav)))
+        aligned.append(f"{spec.uid}\t{','.join(phones)}\n")
+    for split, (entries, aligned) in splits.items():
+        write_manifest(out / f"{split}.tsv", out / "wav", entries)
+        (out / f"{split}.phn.tsv").write_text("".join(aligned))
+    (out / "transcripts.tsv").write_text("".join(f"{s.uid}\t{' | '.join(s.phrases)}\n" for s in specs))
+    return _write_summary(out, specs, rendered)
+
+
+def _write_summary(out: Path, specs: list[UtteranceSpec], rendered) -> dict:
+    summary = {}
+    for spec, (wav, phones) in zip(specs, rendered):
+        entry = summary.setdefault(spec.language, {"utterances": 0, "hours": 0.0, "phones": set()})
+        entry["utterances"] += 1
+        entry["hours"] += len(wav) / SAMPLE_RATE / 3600
+        entry["phones"].update(phones)
+    for entry in summary.values():
+        entry["hours"] = round(entry["hours"], 4)
+        entry["phones"] = sorted(entry["phones"])
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    lines = ["# Built-in corpus", "", "| language | utterances | hours | phones |", "| --- | --- | --- | --- |"]
+    lines += [f"| {lang} | {e['utterances']} | {e['hours']:.3f} | {len(e['phones'])}: {' '.join(e['phones'])} |"
+              for lang, e in summary.items()]
+    (out / "summary.md").write_text("\n".join(lines) + "\n")
+    return summary
