@@ -7,10 +7,10 @@ import sys
 from pipelines.commands import corpus, manifest
 from pipelines.commands import status
 from pipelines.commands import features, kmeans, labels
-from pipelines.commands import export, train
+from pipelines.commands import export, quality, train
 # add one import per subcommand here, and its module to COMMANDS below
 
-COMMANDS = (corpus, manifest, features, kmeans, labels, train, export, status)
+COMMANDS = (corpus, manifest, features, kmeans, labels, quality, train, export, status)
 
 EXAMPLES = """\
 examples:

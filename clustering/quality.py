@@ -1,0 +1,109 @@
+"""How good are these units? Purity and PNMI against phones, usage, and teacher agreement.
+
+From the joint distribution p(phone, unit) over aligned frames:
+  phone purity   = sum over units of max over phones of p(phone, unit)
+  cluster purity = sum over phones of max over units of p(phone, unit)
+  PNMI           = I(phone; unit) / H(phone)
+Labels at 50 Hz are compared with 100 Hz phones by repeating each label
+(as fairseq's measure_teacher_quality upsamples); lengths that differ by up
+to 2 label frames are trimmed, more is an error naming the utterance.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .audio import ALIGNMENT_RATE
+from .manifest import Manifest
+
+LENGTH_SLACK = 2  # label frames of length difference that are trimmed, not an error
+
+
+@dataclass
+class Paired:
+    phones: np.ndarray  # (frames,) phone ids at ALIGNMENT_RATE
+    units: np.ndarray  # (frames,) unit ids
+    phone_names: list[str]
+    utterances: int = 0
+    missing_alignment: list[str] = field(default_factory=list)  # labelled, not aligned
+    missing_labels: int = 0  # aligned, not labelled
+
+
+def pair_frames(rows: list[np.ndarray], label_rate: float, manifest: Manifest,
+                alignments: dict[str, list[str]]) -> Paired:
+    """Frame-by-frame (phone, unit) pairs of every utterance present on both sides."""
+    ratio = ALIGNMENT_RATE / label_rate
+    if ratio < 1 or not float(ratio).is_integer():
+        raise ValueError(f"label rate {label_rate} Hz must divide {ALIGNMENT_RATE} Hz")
+    vocabulary: dict[str, int] = {}
+    phones, units, missing = [], [], []
+    uids = set()
+    for i, row in enumerate(rows):
+        uid = manifest.utterance_id(i)
+        uids.add(uid)
+        if uid not in alignments:
+            missing.append(uid)
+            continue
+        up = np.repeat(np.asarray(row), int(ratio))
+        aligned = alignments[uid]
+        if abs(len(up) - len(aligned)) > LENGTH_SLACK * ratio:
+            raise ValueError(f"utterance {uid}: {len(row)} labels at {label_rate:g} Hz = {len(up)} frames, "
+                             f"but its alignment has {len(aligned)} frames at {ALIGNMENT_RATE} Hz; "
+                             "check the label rate and that both come from the same audio")
+        n = min(len(up), len(aligned))
+        phones.append(np.array([vocabulary.setdefault(p, len(vocabulary)) for p in aligned[:n]]))
+        units.append(up[:n])
+    extra = sum(1 for uid in alignments if uid not in uids)
+    return Paired(np.concatenate(phones) if phones else np.zeros(0, int),
+                  np.concatenate(units) if units else np.zeros(0, int),
+                  list(vocabulary), len(phones), missing, extra)
+
+
+def joint_counts(phones: np.ndarray, units: np.ndarray, num_phones: int, num_units: int) -> np.ndarray:
+    """(num_phones, num_units) frame counts."""
+    counts = np.zeros((num_phones, num_units), dtype=np.float64)
+    np.add.at(counts, (phones, units), 1)
+    return counts
+
+
+def purity_pnmi(counts: np.ndarray) -> dict[str, float]:
+    """Phone purity, cluster purity and PNMI from a (phones, units) count matrix."""
+    joint = counts / counts.sum()
+    p_phone, p_unit = joint.sum(1), joint.sum(0)
+    nonzero = joint > 0
+    mutual = float((joint[nonzero] * np.log(joint[nonzero] / np.outer(p_phone, p_unit)[nonzero])).sum())
+    h_phone = float(-(p_phone[p_phone > 0] * np.log(p_phone[p_phone > 0])).sum())
+    return {"phone_purity": float(joint.max(0).sum()), "cluster_purity": float(joint.max(1).sum()),
+            "pnmi": mutual / h_phone if h_phone > 0 else 0.0}
+
+
+def unit_usage(rows: list[np.ndarray], num_units: int) -> dict:
+    """Entropy (bits) and perplexity of unit use, dead units, mean segment length in frames."""
+    frames = np.concatenate(rows) if rows else np.zeros(0, int)
+    counts = np.bincount(frames, minlength=num_units).astype(np.float64)
+    p = counts[counts > 0] / max(1.0, counts.sum())
+    entropy = float(-(p * np.log2(p)).sum())
+    runs = sum(int(np.count_nonzero(np.diff(r)) + 1) for r in rows if len(r))
+    return {"num_units": num_units, "usage_entropy_bits": entropy, "usage_perplexity": 2 ** entropy,
+            "dead_units": int((counts == 0).sum()), "mean_segment_frames": len(frames) / max(1, runs),
+            "unit_counts": counts.astype(int).tolist()}
+
+
+def teacher_agreement(rows_a: list[np.ndarray], rate_a: float, rows_b: list[np.ndarray], rate_b: float) -> dict:
+    """NMI and V-measure between two teachers' labels of the same utterances (no alignments needed)."""
+    from sklearn.metrics import normalized_mutual_info_score, v_measure_score
+
+    if len(rows_a) != len(rows_b):
+        raise ValueError(f"teachers label {len(rows_a)} and {len(rows_b)} utterances; compare the same split")
+    high = max(rate_a, rate_b)
+    a_all, b_all = [], []
+    for a, b in zip(rows_a, rows_b):
+        a = np.repeat(a, int(high // rate_a))
+        b = np.repeat(b, int(high // rate_b))
+        n = min(len(a), len(b))
+        a_all.append(a[:n])
+        b_all.append(b[:n])
+    a, b = np.concatenate(a_all), np.concatenate(b_all)
+    return {"nmi": float(normalized_mutual_info_score(a, b)), "v_measure": float(v_measure_score(a, b)),
+            "frames": int(len(a))}

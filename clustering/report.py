@@ -1,0 +1,111 @@
+"""Write a teacher's quality report: quality.json, report.md and PNG plots."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .alignments import load_alignments
+from .labels import LabelInfo, read_labels
+from .manifest import Manifest
+from .quality import joint_counts, pair_frames, purity_pnmi, teacher_agreement, unit_usage
+
+
+def analyse_labels(label_file: str | Path, label_rate: float, num_units: int, manifest: Manifest,
+                   alignments: str | Path | None = None, alignment_format: str | None = None,
+                   compare: tuple[str | Path, float] | None = None) -> dict:
+    """All metrics for one label file; `compare` = (other label file, its rate) adds agreement."""
+    rows = read_labels(label_file)
+    result = {"labels": str(label_file), "label_rate": label_rate, "utterances": len(rows),
+              "usage": unit_usage(rows, num_units)}
+    if alignments:
+        uids = [manifest.utterance_id(i) for i in range(len(manifest))]
+        paired = pair_frames(rows, label_rate, manifest, load_alignments(alignments, uids, alignment_format))
+        if paired.utterances == 0:
+            raise ValueError(f"{alignments}: no utterance of {label_file} has an alignment; check the uids "
+                             f"(e.g. {uids[0]!r})")
+        counts = joint_counts(paired.phones, paired.units, len(paired.phone_names), num_units)
+        result["phones"] = {**purity_pnmi(counts), "frames": int(counts.sum()), "aligned_utterances": paired.utterances,
+                            "missing_alignment": len(paired.missing_alignment),
+                            "missing_labels": paired.missing_labels, "phone_names": paired.phone_names}
+        result["_counts"] = counts
+    if compare:
+        other, rate = compare
+        result["agreement"] = {"with": str(other), **teacher_agreement(rows, label_rate, read_labels(other), rate)}
+    return result
+
+
+def label_source(path: str | Path, split: str) -> tuple[Path, LabelInfo | None]:
+    """A label folder (with labels.json) or a single .km file."""
+    path = Path(path)
+    if path.is_dir():
+        return path / f"{split}.km", LabelInfo.load(path)
+    return path, None
+
+
+def write_report(result: dict, out_dir: str | Path, layer_scores: dict[int, float] | None = None) -> Path:
+    """quality.json, report.md, and plots (phone_given_unit.png, unit_usage.png, pnmi_per_layer.png)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    counts = result.pop("_counts", None)
+    if layer_scores:
+        result["layer_pnmi"] = {str(k): v for k, v in layer_scores.items()}
+    (out / "quality.json").write_text(json.dumps(result, indent=2) + "\n")
+    plots = _plots(out, result, counts, layer_scores)
+    lines = [f"# Unit quality: {result['labels']}", "", f"- utterances: {result['utterances']}",
+             f"- label rate: {result['label_rate']:g} Hz"]
+    usage = result["usage"]
+    lines += [f"- units: {usage['num_units']} ({usage['dead_units']} never used), usage perplexity "
+              f"{usage['usage_perplexity']:.1f}, mean segment {usage['mean_segment_frames']:.2f} frames"]
+    if "phones" in result:
+        ph = result["phones"]
+        lines += ["", "| phone purity | cluster purity | PNMI | aligned frames |", "| --- | --- | --- | --- |",
+                  f"| {ph['phone_purity']:.3f} | {ph['cluster_purity']:.3f} | {ph['pnmi']:.3f} | {ph['frames']} |",
+                  "", f"Utterances without alignment: {ph['missing_alignment']}; alignments without labels: "
+                  f"{ph['missing_labels']}."]
+    if "agreement" in result:
+        ag = result["agreement"]
+        lines += ["", f"Agreement with {ag['with']}: NMI {ag['nmi']:.3f}, V-measure {ag['v_measure']:.3f}"]
+    if layer_scores:
+        lines += ["", "| layer | PNMI |", "| --- | --- |"] + [f"| {k} | {v:.3f} |" for k, v in layer_scores.items()]
+    lines += [""] + [f"![{p.stem}]({p.name})" for p in plots]
+    (out / "report.md").write_text("\n".join(lines) + "\n")
+    return out
+
+
+def _plots(out: Path, result: dict, counts: np.ndarray | None, layer_scores) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    fig, ax = plt.subplots(figsize=(8, 3))
+    ax.bar(np.arange(result["usage"]["num_units"]), result["usage"]["unit_counts"], width=1.0)
+    ax.set(xlabel="unit", ylabel="frames", title="unit usage")
+    paths.append(_save(fig, out / "unit_usage.png"))
+    if counts is not None:
+        names = result["phones"]["phone_names"]
+        given_unit = counts / np.maximum(counts.sum(0, keepdims=True), 1)
+        order = np.lexsort((-given_unit.max(0), given_unit.argmax(0)))  # units grouped by likeliest phone
+        fig, ax = plt.subplots(figsize=(10, max(3, len(names) * 0.18)))
+        ax.imshow(given_unit[:, order], aspect="auto", interpolation="nearest", cmap="viridis")
+        ax.set_yticks(range(len(names)), names, fontsize=6)
+        ax.set(xlabel="unit (ordered by most likely phone)", title="p(phone | unit)")
+        paths.append(_save(fig, out / "phone_given_unit.png"))
+    if layer_scores:
+        fig, ax = plt.subplots(figsize=(5, 3))
+        ax.plot(list(layer_scores), list(layer_scores.values()), marker="o")
+        ax.set(xlabel="layer", ylabel="PNMI", title="PNMI per layer")
+        paths.append(_save(fig, out / "pnmi_per_layer.png"))
+    return paths
+
+
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
