@@ -7,13 +7,16 @@ import sys
 from pipelines.commands import corpus, manifest
 from pipelines.commands import status
 from pipelines.commands import features, kmeans, labels
-from pipelines.commands import export, quality, train
+from pipelines.commands import export, quality, run, train
 # add one import per subcommand here, and its module to COMMANDS below
 
-COMMANDS = (corpus, manifest, features, kmeans, labels, quality, train, export, status)
+COMMANDS = (corpus, manifest, features, kmeans, labels, quality, train, export, run, status)
 
 EXAMPLES = """\
 examples:
+  hubert demo                                       # the whole recipe on built-in speech, CPU, minutes
+  hubert run configs/paper-base.toml audio_dir=/data/LibriSpeech work_dir=work/ls
+  hubert status work/ls                             # which stages are done
   hubert corpus data/corpus --hours 0.5            # built-in synthetic speech with phone alignments
   hubert manifest /data/audio work/manifest         # scan a folder of audio
   hubert <command> --help                           # what each command does, with an example

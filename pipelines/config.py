@@ -112,3 +112,11 @@ def _build(cls, data: dict, where: str):
 def config_dict(config) -> dict:
     """Plain-dict form for hashing and for writing next to the run."""
     return dataclasses.asdict(config)
+
+
+DEMO_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "demo.toml"
+
+
+def demo_config(overrides: list[str] = ()) -> PipelineConfig:
+    """configs/demo.toml of the source tree (the Makefile installs the toolkit in place)."""
+    return load_config(DEMO_CONFIG, overrides)

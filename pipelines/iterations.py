@@ -1,0 +1,167 @@
+"""Iteration 1 and iteration 2 as one sequence of stages, from audio to exports and a report.
+
+Work directory layout (one folder per stage, see README):
+  data/          train.tsv, valid.tsv (+ SPLIT.phn.tsv alignments for the built-in corpus)
+  it1-features/  MFCC shards          it1-kmeans/  teacher.npy/.json    it1-labels/  SPLIT.km, labels.json
+  it1-train/     checkpoints/, train_log.jsonl, tb/
+  it2-features/  layer features of the k-means sample only   it2-kmeans/   it2-labels/ (labelled on the fly)
+  it2-train/     export/{encoder,ctc,classification}/         quality/      report.md, quality.json, plots
+"""
+from __future__ import annotations
+
+import dataclasses
+from functools import partial
+from pathlib import Path
+
+from clustering.assign import assign_all, finish_label_dir, label_audio
+from clustering.corpus import make_corpus
+from clustering.features import dump_features, mfcc_features
+from clustering.kmeans import KMeansTeacher, fit_kmeans
+from clustering.labels import write_labels
+from clustering.manifest import Manifest, read_manifest
+from clustering.scan import scan_audio, write_scan
+from clustering.shards import FeatureShards, sample_utterances
+
+from .config import IterationSettings, PipelineConfig
+from .stages import Stage
+
+SPLITS = ("train", "valid")
+
+
+def build_stages(config: PipelineConfig) -> list[Stage]:
+    """Every stage of a full run, in order, with the settings that decide each one's output."""
+    work = Path(config.work_dir)
+    data = work / "data"
+    jobs = config.jobs or None
+    stages = [_data_stage(config)]
+    for number, it in ((1, config.iteration1), (2, config.iteration2)):
+        prefix, previous = f"it{number}", f"it{number - 1}-train"
+        feature_inputs = ("data",) if it.features == "mfcc" or it.teacher_hf else ("data", previous)
+        stages += [
+            Stage(f"{prefix}-features", partial(_features, data, work, it, previous, config.seed, jobs),
+                  _feature_settings(it), after=feature_inputs),
+            Stage(f"{prefix}-kmeans", partial(_kmeans, work / f"{prefix}-features", it, config.seed),
+                  {"num_units": it.num_units, "backend": it.kmeans_backend, "seed": config.seed,
+                   "percent": it.kmeans_percent},
+                  after=(f"{prefix}-features",)),
+            Stage(f"{prefix}-labels", partial(_labels, data, work, prefix, it, previous, jobs), {},
+                  after=(f"{prefix}-kmeans",) + feature_inputs),
+            Stage(f"{prefix}-train", partial(_train, data, work / f"{prefix}-labels", it),
+                  {"model": it.model, "train": it.train}, after=("data", f"{prefix}-labels"), resumable=True),
+        ]
+    stages.append(Stage("export", partial(_export, work, config.export_heads),
+                        {"heads": list(config.export_heads)}, after=("it2-train",)))
+    from .report import quality_stage  # the report reads every teacher and model
+
+    stages.append(Stage("quality", partial(quality_stage, config), {"scan_layers": config.scan_layers,
+                        "alignments": config.alignments}, after=("it1-labels", "it1-train", "it2-labels")))
+    return stages
+
+
+def _data_stage(config: PipelineConfig) -> Stage:
+    if config.audio_dir:
+        run = partial(_scan, config.audio_dir, config.valid_percent, config.seed, config.jobs or None)
+        return Stage("data", run, {"audio_dir": str(Path(config.audio_dir).resolve()),
+                                   "fingerprint": _fingerprint(config.audio_dir),
+                                   "valid_percent": config.valid_percent, "seed": config.seed})
+    c = config.corpus
+    return Stage("data", partial(_corpus, c.hours, c.languages, c.seed, config.valid_percent),
+                 {"corpus": dataclasses.asdict(c), "valid_percent": config.valid_percent})
+
+
+def _fingerprint(audio_dir: str) -> str:
+    """Names, sizes and times of every file: a changed folder changes the data stage's hash."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(Path(audio_dir).rglob("*")):
+        if path.is_file():
+            stat = path.stat()
+            digest.update(f"{path}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def _scan(audio_dir, valid_percent, seed, jobs, folder: Path) -> None:
+    write_scan(scan_audio(audio_dir, valid_percent=valid_percent, seed=seed, jobs=jobs), audio_dir, folder)
+
+
+def _corpus(hours, languages, seed, valid_percent, folder: Path) -> None:
+    make_corpus(folder, hours, tuple(languages), seed, max(valid_percent, 0.05))
+
+
+def _feature_settings(it: IterationSettings) -> dict:
+    if it.features == "mfcc":
+        return {"features": "mfcc"}
+    return {"features": "layer", "layer": it.layer, "teacher_hf": it.teacher_hf, "percent": it.kmeans_percent}
+
+
+def layer_feature_fn(work: Path, it: IterationSettings, previous: str):
+    """wav -> layer features of the previous iteration's model (or a Hugging Face teacher)."""
+    from pretrain.checkpoint import latest_path
+    from pretrain.layers import LayerFeatures
+    from pretrain.model_io import load_encoder
+
+    source = it.teacher_hf or latest_path(work / previous / "checkpoints")
+    if source is None:
+        raise FileNotFoundError(f"{work / previous}: no checkpoint to take layer {it.layer} from")
+    return LayerFeatures(load_encoder(source), it.layer)
+
+
+def _features(data: Path, work: Path, it: IterationSettings, previous: str, seed: int, jobs, folder: Path) -> None:
+    if it.features == "mfcc":  # 39 x 100 Hz is small: dump every split, label from the dump
+        for split in SPLITS:
+            dump_features(read_manifest(data / f"{split}.tsv"), mfcc_features, folder, split, jobs=jobs or 2)
+        return
+    # layer features: only the k-means sample is written; labels are assigned on the fly
+    manifest = read_manifest(data / "train.tsv")
+    chosen = sample_utterances(len(manifest), it.kmeans_percent, seed)
+    sample = Manifest(manifest.root, tuple(manifest.paths[i] for i in chosen), tuple(manifest.sizes[i] for i in chosen))
+    dump_features(sample, layer_feature_fn(work, it, previous), folder, "sample")
+
+
+def _kmeans(feature_dir: Path, it: IterationSettings, seed: int, folder: Path) -> None:
+    if it.features == "mfcc":
+        feats, fraction = FeatureShards(feature_dir, "train").sample(it.kmeans_percent, seed), it.kmeans_percent
+    else:
+        feats, fraction = FeatureShards(feature_dir, "sample").sample(1.0, seed), it.kmeans_percent
+    teacher = fit_kmeans(feats, it.num_units, it.kmeans_backend, seed, fraction=fraction,
+                         features=f"{it.features}{it.layer if it.features == 'layer' else ''}")
+    teacher.save(folder / "teacher.npy")
+
+
+def _labels(data: Path, work: Path, prefix: str, it: IterationSettings, previous: str, jobs, folder: Path) -> None:
+    teacher_path = work / f"{prefix}-kmeans" / "teacher.npy"
+    teacher = KMeansTeacher.load(teacher_path)
+    manifests = {split: read_manifest(data / f"{split}.tsv") for split in SPLITS}
+    if it.features == "mfcc":
+        for split in SPLITS:
+            shards = FeatureShards(work / f"{prefix}-features", split)
+            write_labels(folder / f"{split}.km", assign_all(shards, teacher, len(shards), desc=f"labels {split}"))
+        rate = 100.0
+    else:
+        feature_fn = layer_feature_fn(work, it, previous)
+        for split in SPLITS:  # the valid split gets the training split's teacher
+            write_labels(folder / f"{split}.km", label_audio(manifests[split], feature_fn, teacher))
+        rate = 50.0
+    finish_label_dir(folder, teacher_path, teacher, rate, _feature_settings(it)["features"], manifests)
+
+
+def _train(data: Path, label_dir: Path, it: IterationSettings, folder: Path) -> None:
+    from pretrain.config import model_preset
+    from pretrain.train_config import apply_overrides, train_preset
+    from pretrain.trainer import train
+
+    config = apply_overrides(train_preset(it.model), it.train)
+    train(data, [label_dir], folder, model_preset(it.model), config)
+
+
+def _export(work: Path, heads, folder: Path) -> None:
+    from pretrain.checkpoint import latest_path
+    from pretrain.hf import export_hf
+    from pretrain.model_io import load_encoder
+
+    encoder = load_encoder(latest_path(work / "it2-train" / "checkpoints"))
+    names = {"none": "encoder", "ctc": "ctc", "classification": "classification"}
+    for head in heads:
+        labels = ["class0", "class1"] if head == "classification" else None
+        export_hf(encoder, folder / names[head], head, labels=labels)
