@@ -12,29 +12,32 @@ from clustering.report import analyse_labels, write_report
 
 from .config import PipelineConfig
 
-SPLIT = "valid"  # reported on held-out utterances, labelled by the training teachers
+def report_split(work: Path) -> str:
+    """The held-out split (labelled by the training teachers), or train when valid is empty."""
+    return "valid" if len(read_manifest(work / "data" / "valid.tsv")) else "train"
 
 
-def alignments_path(config: PipelineConfig) -> Path | None:
+def alignments_path(config: PipelineConfig, split: str) -> Path | None:
     if config.alignments:
         return Path(config.alignments)
-    built_in = Path(config.work_dir) / "data" / f"{SPLIT}.phn.tsv"
+    built_in = Path(config.work_dir) / "data" / f"{split}.phn.tsv"
     return built_in if not config.audio_dir and built_in.exists() else None
 
 
 def quality_stage(config: PipelineConfig, folder: Path) -> None:
     """quality/it1 and quality/it2 reports, it2 compared with it1, plus the it1 layer scan."""
     work = Path(config.work_dir)
-    manifest = read_manifest(work / "data" / f"{SPLIT}.tsv")
-    aligned = alignments_path(config)
+    split = report_split(work)
+    manifest = read_manifest(work / "data" / f"{split}.tsv")
+    aligned = alignments_path(config, split)
     one, two = LabelInfo.load(work / "it1-labels"), LabelInfo.load(work / "it2-labels")
-    first = analyse_labels(work / "it1-labels" / f"{SPLIT}.km", one.label_rate, one.num_units, manifest, aligned)
+    first = analyse_labels(work / "it1-labels" / f"{split}.km", one.label_rate, one.num_units, manifest, aligned)
     scores = None
     if config.scan_layers and aligned is not None:
         scores = scan_checkpoint(work, manifest, aligned, config)
     write_report(first, folder / "it1", scores)
-    second = analyse_labels(work / "it2-labels" / f"{SPLIT}.km", two.label_rate, two.num_units, manifest, aligned,
-                            compare=(work / "it1-labels" / f"{SPLIT}.km", one.label_rate))
+    second = analyse_labels(work / "it2-labels" / f"{split}.km", two.label_rate, two.num_units, manifest, aligned,
+                            compare=(work / "it1-labels" / f"{split}.km", one.label_rate))
     write_report(second, folder / "it2")
 
 

@@ -1,0 +1,91 @@
+"""`hubert run` end to end: exports load, reruns skip, changes redo what they must, kills resume exactly."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from pipelines.cli import main
+from pipelines.config import load_config
+from pipelines.iterations import build_stages
+from pipelines.stages import run_stages
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ["corpus.hours=0.02", "corpus.languages=en,fr", "valid_percent=0.3", "iteration1.model=tiny",
+        "iteration2.model=tiny", "iteration1.num_units=20", "iteration2.num_units=20", "iteration2.layer=1",
+        "iteration1.kmeans_percent=1.0", "iteration2.kmeans_percent=1.0",
+        "iteration1.train={max_updates=20, save_every=10, valid_every=10, warmup_updates=5}",
+        "iteration2.train={max_updates=20, save_every=10, valid_every=10, warmup_updates=5}"]
+
+
+def overrides(work):
+    return [f"work_dir={work}"] + TINY
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    work = tmp_path_factory.mktemp("run") / "work"
+    assert main(["run", str(ROOT / "configs" / "demo.toml"), *overrides(work)]) == 0
+    return work
+
+
+def last_weights(work, iteration):
+    found = sorted((work / f"it{iteration}-train" / "checkpoints").glob("update_*.pt"))
+    return torch.load(found[-1], map_location="cpu", weights_only=True)["model"]
+
+
+def test_end_to_end_run_exports_models_transformers_loads(finished, capsys):
+    from transformers import HubertForCTC, HubertForSequenceClassification, HubertModel
+
+    for name, cls in (("encoder", HubertModel), ("ctc", HubertForCTC), ("classification", HubertForSequenceClassification)):
+        model, info = cls.from_pretrained(finished / "export" / name, output_loading_info=True)
+        assert not info["unexpected_keys"]
+        assert all(k.startswith(("lm_head", "projector", "classifier")) for k in info["missing_keys"])
+    report = (finished / "quality" / "it1" / "report.md").read_text()
+    assert "PNMI" in report and (finished / "quality" / "it1" / "pnmi_per_layer.png").exists()
+    assert "agreement" in (finished / "quality" / "it2" / "quality.json").read_text()
+    main(["status", str(finished)])
+    assert capsys.readouterr().out.count(" done") == 11
+
+
+def test_rerun_after_completion_does_nothing(finished):
+    config = load_config(ROOT / "configs" / "demo.toml", overrides(finished))
+    assert run_stages(build_stages(config), finished, log=lambda m: None) == []
+
+
+def test_changing_units_redoes_kmeans_and_after_but_not_features(finished, tmp_path):
+    import shutil
+    work = tmp_path / "work"
+    shutil.copytree(finished, work)
+    config = load_config(ROOT / "configs" / "demo.toml", overrides(work) + ["iteration1.num_units=12"])
+    ran = run_stages(build_stages(config), work, until="it1-labels", log=lambda m: None)
+    assert ran == ["it1-kmeans", "it1-labels"]
+    assert "12 units" in (work / "it1-labels" / "labels.json").read_text().replace('"num_units": 12', "12 units")
+
+
+KILL = """
+import os, signal, sys
+from pretrain import trainer
+real = trainer.save_checkpoint
+def save_then_die(state, directory, update, keep_last, best=False):
+    path = real(state, directory, update, keep_last, best)
+    if update == 10 and "it1-train" in str(directory):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return path
+trainer.save_checkpoint = save_then_die
+from pipelines.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_run_killed_in_pretraining_finishes_like_an_uninterrupted_one(finished, tmp_path):
+    work = tmp_path / "work"
+    args = ["run", str(ROOT / "configs" / "demo.toml"), *overrides(work)]
+    killed = subprocess.run([sys.executable, "-c", KILL, *args], capture_output=True, text=True, timeout=600)
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    assert not (work / "it1-train" / "DONE.json").exists()
+    assert main(args) == 0
+    for iteration in (1, 2):
+        a, b = last_weights(work, iteration), last_weights(finished, iteration)
+        assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-6
