@@ -1,8 +1,9 @@
-"""Feature shards on disk: a streaming .npy writer and a memory-mapped reader.
+"""Feature shards on disk: a streaming .npy writer and a streaming reader.
 
-The reader never loads a whole shard: it maps each `.npy`, and `sample`
-copies only the utterances it draws, so memory is bounded by the sample
-(frames x dim x 4 bytes), not by the feature set.
+The reader never loads a whole shard: each utterance is one positional read
+from its `.npy`, so iterating holds one utterance at a time (a memory map
+would count every page it touched as resident), and `sample` copies only the
+utterances it draws: memory is bounded by the sample (frames x dim x 4 bytes).
 """
 from __future__ import annotations
 
@@ -57,28 +58,28 @@ class NpyRowWriter:
 class FeatureShards:
     """All shards of one split, read as one sequence of per-utterance arrays.
 
-    `FeatureShards(dir, "train", nshard)` maps `train_{r}_{nshard}.npy` for every
+    `FeatureShards(dir, "train", nshard)` reads `train_{r}_{nshard}.npy` for every
     rank r. `len()` is the number of utterances; `[i]` is (frames_i, dim).
     """
 
     def __init__(self, feature_dir: str | Path, split: str, nshard: int = 1,
                  ranks: range | None = None):
-        self.arrays, self.index = [], []  # index[i] = (shard, start, frames)
+        self.files, self.index = [], []  # files: (path, dim, data offset); index[i] = (file, start row, frames)
         for rank in ranks if ranks is not None else range(nshard):
             stem = Path(feature_dir) / f"{split}_{rank}_{nshard}"
             npy, lens = stem.with_suffix(".npy"), stem.with_suffix(".len")
             if not (npy.exists() and lens.exists()):
                 raise FileNotFoundError(f"{npy}: feature shard missing; run `hubert features` "
                                         f"with --rank {rank} --nshard {nshard}")
-            array = np.load(npy, mmap_mode="r")
+            rows, dim, data_offset = _npy_layout(npy)
             offset = 0
             for n in map(int, lens.read_text().split()):
-                self.index.append((len(self.arrays), offset, n))
+                self.index.append((len(self.files), offset, n))
                 offset += n
-            if offset != array.shape[0]:
-                raise ValueError(f"{npy}: {array.shape[0]} rows but {lens} adds up to {offset}")
-            self.arrays.append(array)
-        self.dim = self.arrays[0].shape[1] if self.arrays else 0
+            if offset != rows:
+                raise ValueError(f"{npy}: {rows} rows but {lens} adds up to {offset}")
+            self.files.append((npy, dim, data_offset))
+        self.dim = self.files[0][1] if self.files else 0
 
     @classmethod
     def single(cls, feature_dir: str | Path, split: str, rank: int, nshard: int) -> "FeatureShards":
@@ -89,8 +90,11 @@ class FeatureShards:
         return len(self.index)
 
     def __getitem__(self, i: int) -> np.ndarray:
+        """Features of utterance i, (frames, dim) float32."""
         shard, start, frames = self.index[i]
-        return self.arrays[shard][start:start + frames]
+        path, dim, data_offset = self.files[shard]
+        flat = np.fromfile(path, dtype=np.float32, count=frames * dim, offset=data_offset + start * dim * 4)
+        return flat.reshape(frames, dim)
 
     def __iter__(self) -> Iterator[np.ndarray]:
         return (self[i] for i in range(len(self)))
@@ -114,3 +118,14 @@ def sample_utterances(count: int, fraction: float, seed: int) -> np.ndarray:
     take = min(count, max(1, round(fraction * count)))
     return np.sort(np.random.default_rng(seed).choice(count, size=take, replace=False))
 
+
+
+def _npy_layout(path: Path) -> tuple[int, int, int]:
+    """(rows, dim, byte offset of the data) of a 2-D float32 .npy, read from its header."""
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read_header(f)
+        if len(shape) != 2 or fortran or dtype != np.float32:
+            raise ValueError(f"{path}: expected a (frames, dim) float32 array, got {dtype} {shape}")
+        return shape[0], shape[1], f.tell()

@@ -55,6 +55,7 @@ class PipelineConfig:
         default_factory=lambda: IterationSettings(features="layer", layer=6, num_units=500))
     export_heads: tuple[str, ...] = ("none", "ctc", "classification")
     scan_layers: bool = True  # layer scan of the iteration-1 model in the quality report
+    scan_checkpoints: bool = False  # also scan every kept iteration-1 checkpoint (PNMI over training)
 
 
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> PipelineConfig:

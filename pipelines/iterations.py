@@ -53,8 +53,9 @@ def build_stages(config: PipelineConfig) -> list[Stage]:
                         {"heads": list(config.export_heads)}, after=("it2-train",)))
     from .report import quality_stage  # the report reads every teacher and model
 
-    stages.append(Stage("quality", partial(quality_stage, config), {"scan_layers": config.scan_layers,
-                        "alignments": config.alignments}, after=("it1-labels", "it1-train", "it2-labels")))
+    stages.append(Stage("quality", partial(quality_stage, config),
+                        {"scan_layers": config.scan_layers, "scan_checkpoints": config.scan_checkpoints,
+                         "alignments": config.alignments}, after=("it1-labels", "it1-train", "it2-labels")))
     return stages
 
 

@@ -35,6 +35,10 @@ def quality_stage(config: PipelineConfig, folder: Path) -> None:
     scores = None
     if config.scan_layers and aligned is not None:
         scores = scan_checkpoint(work, manifest, aligned, config)
+    if config.scan_checkpoints and aligned is not None:
+        first["layer_pnmi_by_update"] = {
+            path.stem: scan_checkpoint(work, manifest, aligned, config, path)
+            for path in sorted((work / "it1-train" / "checkpoints").glob("update_*.pt"))}
     write_report(first, folder / "it1", scores)
     second = analyse_labels(work / "it2-labels" / f"{split}.km", two.label_rate, two.num_units, manifest, aligned,
                             compare=(work / "it1-labels" / f"{split}.km", one.label_rate))

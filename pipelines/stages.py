@@ -79,9 +79,13 @@ def run_stages(stages: list[Stage], work_dir: str | Path, start: str | None = No
     """Run `stages` in order under `work_dir`; returns the names of the stages that ran.
 
     `start` reruns that stage and all after it even if done (earlier ones must be
-    done or are run first); `until` stops after the named stage.
+    done or are run first); `until` stops after the named stage. Under torchrun,
+    worker 0 runs every stage and the other workers join only the resumable
+    (training) stages, waiting for worker 0's marker files in between.
     """
     work_dir = Path(work_dir)
+    if int(os.environ.get("RANK", "0")) > 0:
+        return _follow(stages, work_dir, until)
     work_dir.mkdir(parents=True, exist_ok=True)
     names = [s.name for s in stages]
     for name in (start, until):
@@ -98,6 +102,22 @@ def run_stages(stages: list[Stage], work_dir: str | Path, start: str | None = No
             log(f"[{stage.name}] done, skipped")
         else:
             _run_one(stage, folder, hashes[stage.name], log)
+            ran.append(stage.name)
+        if stage.name == until:
+            break
+    return ran
+
+
+def _follow(stages: list[Stage], work_dir: Path, until: str | None, poll: float = 5.0) -> list[str]:
+    """A non-zero torchrun worker: wait for worker 0's stages, join the training ones."""
+    hashes, ran = stage_hashes(stages), []
+    for stage in stages:
+        folder, hash_ = work_dir / stage.name, hashes[stage.name]
+        marker = STARTED if stage.resumable else DONE
+        while (_read(folder / marker) or {}).get("hash") != hash_:
+            time.sleep(poll)
+        if stage.resumable and (_read(folder / DONE) or {}).get("hash") != hash_:
+            stage.run(folder)  # joins worker 0 in DistributedDataParallel
             ran.append(stage.name)
         if stage.name == until:
             break

@@ -138,7 +138,7 @@ def _train(manifest_dir, label_dirs, out_dir, model_config, config, init_from, w
         log(UNMASKED_NOTE)
     bar = tqdm(total=config.max_updates, initial=update, desc="train", unit="upd",
                disable=not workers.is_main, mininterval=2)
-    window, bad, begin = torch.zeros(len(STATS), dtype=torch.float64), 0, time.time()
+    window, bad, begin, data_seconds = torch.zeros(len(STATS), dtype=torch.float64), 0, time.time(), 0.0
     while update < config.max_updates:
         lr = lr_at(update, config)
         for group in optimizer.param_groups:
@@ -146,7 +146,9 @@ def _train(manifest_dir, label_dirs, out_dir, model_config, config, init_from, w
         net.train()
         stats = torch.zeros(len(STATS), dtype=torch.float64)
         for micro in range(config.update_freq):
+            waited = time.time()
             batch = stream.next()
+            data_seconds += time.time() - waited
             sync = micro == config.update_freq - 1 or workers.world == 1
             with contextlib.nullcontext() if sync else net.no_sync():
                 result = _forward(net, batch, config, workers.device)
@@ -175,10 +177,10 @@ def _train(manifest_dir, label_dirs, out_dir, model_config, config, init_from, w
         window += stats
         bar.update(1)
         if update % config.log_every == 0 or update == config.max_updates:
-            record = logger.train_record(update, lr, window, grad_norm.item(), time.time() - begin)
+            record = logger.train_record(update, lr, window, grad_norm.item(), time.time() - begin, data_seconds)
             bar.set_postfix(loss=f"{record['loss']:.3f}", acc_m=f"{record['masked_acc']:.3f}",
                             audio_s_per_s=f"{record['audio_s_per_s']:.1f}")
-            window, begin = torch.zeros(len(STATS), dtype=torch.float64), time.time()
+            window, begin, data_seconds = torch.zeros(len(STATS), dtype=torch.float64), time.time(), 0.0
         if valid_data is not None and (update % config.valid_every == 0 or update == config.max_updates):
             record = logger.valid_record(update, validate(net, model, valid_data, config, workers))
             if record["loss"] < best:
@@ -297,10 +299,12 @@ class _Logger:
         self.history.append(record)
         return record
 
-    def train_record(self, update: int, lr: float, window: torch.Tensor, grad_norm: float, seconds: float) -> dict:
+    def train_record(self, update: int, lr: float, window: torch.Tensor, grad_norm: float, seconds: float,
+                     data_seconds: float) -> dict:
         s = dict(zip(STATS, window.tolist()))
-        record = {"split": "train", "update": update, "lr": lr, **_summary(window, self.penalty_weight), "grad_norm": grad_norm,
-                  "audio_s_per_s": s["audio_samples"] / 16000 / max(seconds, 1e-9), "skipped": self.skipped}
+        record = {"split": "train", "update": update, "lr": lr, **_summary(window, self.penalty_weight),
+                  "grad_norm": grad_norm, "audio_s_per_s": s["audio_samples"] / 16000 / max(seconds, 1e-9),
+                  "data_share": data_seconds / max(seconds, 1e-9), "skipped": self.skipped}
         return self._emit(record, "train")
 
     def valid_record(self, update: int, metrics: dict) -> dict:

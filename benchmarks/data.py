@@ -1,0 +1,42 @@
+"""Benchmark data: the built-in corpus (made once under benchmarks/out/) and its MFCC frames."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+OUT = Path(__file__).resolve().parent / "out"
+
+
+def corpus(hours: float) -> Path:
+    """A built-in corpus of `hours`, synthesised on first use."""
+    from clustering.corpus import make_corpus
+
+    folder = OUT / f"corpus-{hours:g}h"
+    if not (folder / "summary.json").exists():
+        make_corpus(folder, hours, ("en", "de", "fr", "es", "it"), seed=0, valid_percent=0.0)
+    return folder
+
+
+def mfcc_frames(hours: float) -> np.ndarray:
+    """All MFCC frames of a `hours` corpus, (frames, 39) float32."""
+    from clustering.features import dump_features, mfcc_features
+    from clustering.manifest import read_manifest
+    from clustering.shards import FeatureShards
+
+    folder = corpus(hours)
+    dump_features(read_manifest(folder / "train.tsv"), mfcc_features, folder / "mfcc", "train", jobs=2)
+    return FeatureShards(folder / "mfcc", "train").sample(1.0)
+
+
+def layer_like_frames(frames: int, dim: int = 768, seed: int = 0) -> np.ndarray:
+    """768-dim stand-ins for HuBERT layer features: 20-frame MFCC context windows (780 dims)
+    through a fixed random projection and tanh, so they keep speech's cluster structure."""
+    mfcc = mfcc_frames(2.0)
+    rng = np.random.default_rng(seed)
+    width = 20
+    starts = rng.integers(0, len(mfcc) - width, frames)
+    windows = np.stack([mfcc[s:s + width].ravel() for s in starts]).astype(np.float32)
+    windows = (windows - windows.mean(0)) / (windows.std(0) + 1e-5)
+    projection = rng.standard_normal((windows.shape[1], dim)).astype(np.float32) / np.sqrt(windows.shape[1])
+    return np.tanh(windows @ projection).astype(np.float32)
