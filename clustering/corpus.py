@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 import multiprocessing
+import multiprocessing.connection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,6 +107,36 @@ def synthesise(spec: UtteranceSpec) -> tuple[np.ndarray, int, list[tuple[int, st
     return np.concatenate(pieces), synth.rate, segments
 
 
+def _synthesise_to(spec: UtteranceSpec, connection) -> None:
+    connection.send(synthesise(spec))
+    connection.close()
+
+
+def _synthesise_all(specs: list[UtteranceSpec], jobs: int) -> list:
+    """`synthesise` each spec in its own short-lived process, `jobs` at a time, in order."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["clustering.corpus", "clustering.espeak"])  # children start warm
+    results, pending, running = [None] * len(specs), list(enumerate(specs)), {}
+    while pending or running:
+        while pending and len(running) < max(1, jobs):
+            index, spec = pending.pop(0)
+            receive, send = context.Pipe(duplex=False)
+            process = context.Process(target=_synthesise_to, args=(spec, send), daemon=True)
+            process.start()
+            send.close()
+            running[receive] = (index, process)
+        for receive in multiprocessing.connection.wait(list(running)):
+            index, process = running.pop(receive)
+            try:
+                results[index] = receive.recv()
+            except EOFError:
+                raise RuntimeError(f"espeak-ng crashed on utterance {specs[index].uid}") from None
+            finally:
+                receive.close()
+                process.join()
+    return results
+
+
 def finish(spec: UtteranceSpec, raw: np.ndarray, rate: int, segments) -> tuple[np.ndarray, list[str]]:
     """Resample to 16 kHz, set a random level, add a little noise; 100 Hz phone labels."""
     rng = np.random.default_rng(spec.seed)
@@ -130,18 +161,15 @@ def make_corpus(out_dir: str | Path, hours: float = 0.5, languages: tuple[str, .
     out = Path(out_dir)
     stream, specs, rendered, seconds = spec_stream(tuple(languages), seed), [], [], 0.0
     bar = tqdm(total=round(hours * 3600), desc="synthesise", unit="s audio", mininterval=2)
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["clustering.corpus", "clustering.espeak"])  # children start warm
-    with context.Pool(jobs, maxtasksperchild=1) as pool:
-        while seconds < hours * 3600:  # render in rounds until the audio adds up to `hours`
-            round_specs = [next(stream) for _ in range(RENDER_ROUND)]
-            for spec, raw in zip(round_specs, pool.imap(synthesise, round_specs)):
-                if seconds >= hours * 3600:
-                    break
-                specs.append(spec)
-                rendered.append(finish(spec, *raw))
-                seconds += len(rendered[-1][0]) / SAMPLE_RATE
-                bar.update(len(rendered[-1][0]) / SAMPLE_RATE)
+    while seconds < hours * 3600:  # render in rounds until the audio adds up to `hours`
+        round_specs = [next(stream) for _ in range(RENDER_ROUND)]
+        for spec, raw in zip(round_specs, _synthesise_all(round_specs, jobs)):
+            if seconds >= hours * 3600:
+                break
+            specs.append(spec)
+            rendered.append(finish(spec, *raw))
+            seconds += len(rendered[-1][0]) / SAMPLE_RATE
+            bar.update(len(rendered[-1][0]) / SAMPLE_RATE)
     bar.close()
     import soundfile as sf
 
