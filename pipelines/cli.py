@@ -2,7 +2,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+
+# Bitwise-reproducible MKL on the CPU (results otherwise depend on memory alignment), so a
+# resumed run matches an uninterrupted one; set before torch loads MKL. Override by exporting it.
+os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 
 from pipelines.commands import corpus, manifest
 from pipelines.commands import status

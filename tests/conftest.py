@@ -1,4 +1,9 @@
 """Shared fixtures: small audio folders made on the spot (no downloads)."""
+import os
+
+# MKL may round differently with different memory alignment; exact-resume tests need bitwise
+# reproducible BLAS (the `hubert` command sets the same default).
+os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 import numpy as np
 import pytest
 import soundfile as sf
