@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-SEED_POINTS_PER_UNIT = 64  # k-means++ seeding runs on at most this many frames per unit
-SEEDINGS = 3  # k-means++ seedings tried; the one with the lowest inertia on its subsample is kept
+SEED_POINTS_PER_UNIT = 32  # k-means++ seeding runs on at most this many frames per unit
+SEEDINGS = 2  # k-means++ seedings tried; the one with the lowest inertia on its subsample is kept
 
 
 @dataclass
@@ -107,7 +107,7 @@ def file_sha256(path: str | Path) -> str:
 
 
 def fit_kmeans(feats: np.ndarray, num_units: int, backend: str = "faiss", seed: int = 0,
-               iterations: int = 20, fraction: float = 1.0, features: str = "") -> KMeansTeacher:
+               iterations: int = 15, fraction: float = 1.0, features: str = "") -> KMeansTeacher:
     """Fit a teacher on `feats` (frames, dim) float32, already sampled.
 
     `fraction` and `features` are recorded in the metadata only.
