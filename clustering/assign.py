@@ -14,6 +14,7 @@ from tqdm import tqdm
 from .audio import load_audio
 from .kmeans import KMeansTeacher, file_sha256
 from .labels import LabelError, LabelInfo, check_labels, read_labels, write_dictionary, write_labels
+from .malloc import reuse_freed_memory
 from .manifest import Manifest
 
 
@@ -27,6 +28,7 @@ def assign_all(feature_rows: Iterable[np.ndarray], teacher: KMeansTeacher, total
 def label_audio(manifest: Manifest, feature_fn: Callable[[np.ndarray], np.ndarray],
                 teacher: KMeansTeacher, rank: int = 0, nshard: int = 1) -> list[np.ndarray]:
     """Units for this shard's utterances, computing features on the fly (nothing dumped)."""
+    reuse_freed_memory()
     lines = manifest.shard(rank, nshard)
     feats = (feature_fn(load_audio(manifest.audio_path(i))) for i in lines)
     return assign_all(feats, teacher, len(lines), desc=f"labels {rank}/{nshard}")

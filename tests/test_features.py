@@ -19,11 +19,16 @@ def reference_mfcc(wav):
     return torch.cat([mfccs, deltas, ddeltas], dim=0).transpose(0, 1).contiguous().numpy()
 
 
-def test_mfcc_equals_the_reference(tiny_manifest):
-    wav = load_audio(tiny_manifest.audio_path(3))
-    ours, ref = mfcc_features(wav), reference_mfcc(wav)
-    assert ours.shape == ref.shape == (1 + (len(wav) - 400) // 160, 39)
-    assert np.abs(ours - ref).max() <= 1e-5
+def test_mfcc_equals_the_reference_bit_for_bit(tiny_manifest):
+    rng = np.random.default_rng(0)
+    wavs = [load_audio(tiny_manifest.audio_path(i)) for i in range(len(tiny_manifest))]
+    wavs += [rng.standard_normal(400).astype(np.float32), np.zeros(1234, np.float32),  # one frame; log floor
+             (1e-4 * rng.standard_normal(16000 * 20)).astype(np.float32)]  # quiet and long
+    for wav in wavs:
+        ours, ref = mfcc_features(wav), reference_mfcc(wav)
+        assert ours.shape == ref.shape == (1 + (len(wav) - 400) // 160, 39)
+        np.testing.assert_array_equal(ours, ref)
+    assert mfcc_features(np.zeros(399, np.float32)).shape == (0, 39)  # shorter than one window
 
 
 def test_shards_cover_the_manifest_in_order(tiny_manifest, tmp_path):

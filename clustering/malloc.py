@@ -1,0 +1,31 @@
+"""Keep freed memory in the process for reuse instead of giving it back to the kernel.
+
+glibc hands every large freed block (above a moving threshold of a few MiB) back to
+the kernel at once, so the next array of the same size page-faults its way in again.
+Feature extraction allocates and frees the same few arrays per utterance: measured on
+2 cores, about 1,000 minor page faults and 60% of an utterance's MFCC time. With both
+thresholds raised, freed blocks stay in the heap and are reused (0 faults).
+Where the C library is not glibc this does nothing.
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters from glibc's malloc.h
+MMAP_THRESHOLD = 32 * 2**20  # blocks above this still come from mmap (glibc's largest allowed value)
+TRIM_THRESHOLD = 512 * 2**20  # free memory at the heap's top beyond this goes back to the kernel
+
+
+@functools.lru_cache(maxsize=1)
+def reuse_freed_memory() -> bool:
+    """Raise glibc's mmap and trim thresholds for this process (and processes it forks).
+
+    Returns whether the C library accepted both settings. Both are needed: setting
+    one alone turns off glibc's own adaptation and is slower than neither.
+    """
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
