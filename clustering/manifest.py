@@ -39,6 +39,10 @@ class Manifest:
     def shard(self, rank: int, nshard: int) -> range:
         return shard_range(len(self), rank, nshard)
 
+    def subset(self, indices) -> "Manifest":
+        """The utterances at `indices`, in that order."""
+        return Manifest(self.root, tuple(self.paths[i] for i in indices), tuple(self.sizes[i] for i in indices))
+
 
 def shard_range(num_lines: int, rank: int, nshard: int) -> range:
     """Lines `round(N/nshard*rank)` to `round(N/nshard*(rank+1))`, as fairseq shards them."""

@@ -18,7 +18,7 @@ from clustering.corpus import make_corpus
 from clustering.features import dump_features, mfcc_features
 from clustering.kmeans import KMeansTeacher, fit_kmeans
 from clustering.labels import write_labels
-from clustering.manifest import Manifest, read_manifest
+from clustering.manifest import read_manifest
 from clustering.scan import scan_audio, write_scan
 from clustering.shards import FeatureShards, sample_utterances
 
@@ -116,8 +116,7 @@ def _features(data: Path, work: Path, it: IterationSettings, previous: str, seed
     # layer features: only the k-means sample is written; labels are assigned on the fly
     manifest = read_manifest(data / "train.tsv")
     chosen = sample_utterances(len(manifest), it.kmeans_percent, seed)
-    sample = Manifest(manifest.root, tuple(manifest.paths[i] for i in chosen), tuple(manifest.sizes[i] for i in chosen))
-    dump_features(sample, layer_feature_fn(work, it, previous), folder, "sample")
+    dump_features(manifest.subset(chosen), layer_feature_fn(work, it, previous), folder, "sample")
 
 
 def _kmeans(feature_dir: Path, it: IterationSettings, seed: int, folder: Path) -> None:

@@ -47,7 +47,8 @@ def quality_stage(config: PipelineConfig, folder: Path) -> None:
 
 def scan_checkpoint(work: Path, manifest, aligned: Path, config: PipelineConfig,
                     checkpoint: Path | None = None) -> dict[int, float]:
-    """PNMI per layer of the iteration-1 model (its newest checkpoint unless one is given)."""
+    """PNMI per layer of the iteration-1 model (its newest checkpoint unless one is given):
+    k-means fitted on train utterances, scored on `manifest`'s, like the MFCC teacher."""
     from pretrain.checkpoint import latest_path
     from pretrain.layers import LayerFeatures
     from pretrain.model_io import load_encoder
@@ -56,7 +57,8 @@ def scan_checkpoint(work: Path, manifest, aligned: Path, config: PipelineConfig,
     features = LayerFeatures(encoder, 1)
     layers = list(range(1, encoder.config.num_hidden_layers + 1))
     uids = [manifest.utterance_id(i) for i in range(len(manifest))]
-    return layer_scan(manifest, load_alignments(aligned, uids), features.layers, layers,
+    return layer_scan(read_manifest(work / "data" / "train.tsv"), manifest, load_alignments(aligned, uids),
+                      features.layers, layers,
                       num_units=config.iteration2.num_units, seed=config.seed)
 
 

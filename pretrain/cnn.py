@@ -17,6 +17,7 @@ class ConvLayer(nn.Module):
         super().__init__()
         self.kernel, self.stride, self.norm = kernel, stride, norm
         self.conv = nn.Conv1d(in_dim, out_dim, kernel, stride=stride, bias=False)
+        nn.init.kaiming_normal_(self.conv.weight)  # fairseq's ConvFeatureExtractionModel init
         if norm == "group":  # one group per channel: each channel normalised over time
             self.layer_norm = nn.GroupNorm(out_dim, out_dim, affine=True)
         elif norm == "layer":

@@ -4,6 +4,8 @@ Module names match Hugging Face's `HubertEncoder` / `HubertEncoderStableLayerNor
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -17,6 +19,8 @@ class PositionalConv(nn.Module):
     def __init__(self, dim: int, kernel: int, groups: int):
         super().__init__()
         conv = nn.Conv1d(dim, dim, kernel, padding=kernel // 2, groups=groups)
+        nn.init.normal_(conv.weight, mean=0.0, std=math.sqrt(4.0 / (kernel * dim)))  # fairseq, before weight norm
+        nn.init.zeros_(conv.bias)
         self.conv = nn.utils.parametrizations.weight_norm(conv, name="weight", dim=2)
         self.trim = 1 if kernel % 2 == 0 else 0  # an even kernel makes one frame too many
 
@@ -95,6 +99,10 @@ class Transformer(nn.Module):
         self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout)
         self.layers = nn.ModuleList(TransformerLayer(config) for _ in range(config.num_hidden_layers))
+        for module in self.layers.modules():
+            if isinstance(module, nn.Linear):  # BERT's init, as fairseq's TransformerEncoder
+                nn.init.normal_(module.weight, mean=0.0, std=0.02)
+                nn.init.zeros_(module.bias)
 
     def forward(self, x: torch.Tensor, padding: torch.Tensor | None,
                 num_layers: int | None = None) -> tuple[list[torch.Tensor], torch.Tensor]:

@@ -118,3 +118,23 @@ def test_masks_never_cover_padding_and_loss_ignores_it():
     assert loss.num_masked == out.mask.sum() and torch.isfinite(loss.loss)
     loss.loss.backward()
     assert model.encoder.feature_extractor.conv_layers[0].conv.weight.grad is not None
+
+
+def test_initialisation_follows_fairseq():
+    """Kaiming-normal CNN, N(0, 0.02) transformer weights with zero biases, positional conv
+    N(0, sqrt(4 / (kernel * dim))) before its weight norm. torchaudio's pretraining model has the
+    same statistics except the positional conv (its weight norm discards that init)."""
+    torch.manual_seed(0)
+    ours = HubertPretrain(model_preset("base"), [100]).state_dict()
+    reference = {from_torchaudio(k): v for k, v in
+                 torchaudio.models.hubert_pretrain_base(num_classes=100).state_dict().items()}
+    assert set(ours) == set(reference)
+    for name, value in ours.items():
+        if "pos_conv_embed.conv.parametrizations" in name:
+            continue
+        ref = reference[name].float()
+        sampling = 5 / value.numel() ** 0.5  # five standard errors of a sample statistic
+        assert abs(value.std().item() - ref.std().item()) <= (0.03 + sampling) * ref.std().item() + 1e-6, name
+        assert abs(value.mean().item() - ref.mean().item()) <= sampling * ref.std().item() + 1e-6, name
+    direction = ours["encoder.encoder.pos_conv_embed.conv.parametrizations.weight.original1"]
+    assert abs(direction.std().item() / (4 / (128 * 768)) ** 0.5 - 1) < 0.02

@@ -109,3 +109,28 @@ def test_report_on_the_builtin_corpus_with_an_mfcc_teacher(tmp_path):
     assert f"{ph['pnmi']:.3f}" in report
     for name in ("unit_usage.png", "phone_given_unit.png"):
         assert (tmp_path / "q" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_layer_scan_ranks_an_informative_layer_above_a_noise_layer(tmp_path):
+    """Stand-in encoder: layer 1 is the spectral peak of each 20 ms frame (which names the tone,
+    i.e. the 'phone'), layer 2 is noise. k-means is fitted on train and scored on valid."""
+    from clustering.audio import CONV_STRIDE, num_model_frames
+    from clustering.labels import read_labels
+    from clustering.layer_scan import layer_scan
+    from clustering.manifest import read_manifest
+    from tone_corpus import make_tone_corpus
+
+    root, labels = make_tone_corpus(tmp_path, num_units=6, utterances=(12, 6))
+    valid = read_manifest(root / "valid.tsv")
+    alignments = {valid.utterance_id(i): [f"p{c}" for c in np.repeat(row, 2)]  # 100 Hz phones
+                  for i, row in enumerate(read_labels(labels / "valid.km"))}
+    rng = np.random.default_rng(0)
+
+    def stand_in(wav, layers):
+        frames = num_model_frames(len(wav))
+        peaks = np.abs(np.fft.rfft(wav[:frames * CONV_STRIDE].reshape(frames, CONV_STRIDE), axis=1)).argmax(1)
+        return {1: np.eye(CONV_STRIDE // 2 + 1, dtype=np.float32)[peaks],
+                2: rng.standard_normal((frames, 8)).astype(np.float32)}
+
+    scores = layer_scan(read_manifest(root / "train.tsv"), valid, alignments, stand_in, [1, 2], num_units=12)
+    assert scores[1] > 0.9 and scores[2] < 0.1, scores
