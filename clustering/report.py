@@ -69,6 +69,7 @@ def write_report(result: dict, out_dir: str | Path, layer_scores: dict[int, floa
         lines += ["", f"Agreement with {ag['with']}: NMI {ag['nmi']:.3f}, V-measure {ag['v_measure']:.3f}"]
     if layer_scores:
         lines += ["", "| layer | PNMI |", "| --- | --- |"] + [f"| {k} | {v:.3f} |" for k, v in layer_scores.items()]
+    lines += _by_update_table(result.get("layer_pnmi_by_update"))
     lines += [""] + [f"![{p.stem}]({p.name})" for p in plots]
     (out / "report.md").write_text("\n".join(lines) + "\n")
     return out
@@ -99,7 +100,36 @@ def _plots(out: Path, result: dict, counts: np.ndarray | None, layer_scores) -> 
         ax.plot(list(layer_scores), list(layer_scores.values()), marker="o")
         ax.set(xlabel="layer", ylabel="PNMI", title="PNMI per layer")
         paths.append(_save(fig, out / "pnmi_per_layer.png"))
+    if result.get("layer_pnmi_by_update"):
+        paths.append(_plot_by_update(out / "pnmi_by_update.png", result))
     return paths
+
+
+def _by_update_table(by_update: dict | None) -> list[str]:
+    """Markdown rows: PNMI of every layer at every scanned update."""
+    if not by_update:
+        return []
+    layers = list(next(iter(by_update.values())))
+    return (["", "PNMI per layer over training:", "", "| update | " + " | ".join(f"layer {k}" for k in layers) + " |",
+             "| --- |" + " --- |" * len(layers)]
+            + [f"| {update} | " + " | ".join(f"{scores[k]:.3f}" for k in layers) + " |"
+               for update, scores in by_update.items()])
+
+
+def _plot_by_update(path: Path, result: dict) -> Path:
+    """One line per layer: PNMI against update, the teacher's PNMI as a dashed line."""
+    import matplotlib.pyplot as plt
+
+    by_update = result["layer_pnmi_by_update"]
+    updates = [int(u) for u in by_update]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for layer in next(iter(by_update.values())):
+        ax.plot(updates, [scores[layer] for scores in by_update.values()], marker="o", label=f"layer {layer}")
+    if "phones" in result:
+        ax.axhline(result["phones"]["pnmi"], color="black", linestyle="--", label="teacher")
+    ax.set(xlabel="update", ylabel="PNMI", title="PNMI per layer during training")
+    ax.legend(fontsize=7, ncol=2)
+    return _save(fig, path)
 
 
 def _save(fig, path: Path) -> Path:

@@ -36,8 +36,10 @@ def quality_stage(config: PipelineConfig, folder: Path) -> None:
     if config.scan_layers and aligned is not None:
         scores = scan_checkpoint(work, manifest, aligned, config)
     if config.scan_checkpoints and aligned is not None:
+        from pretrain.checkpoint import checkpoint_update
+
         first["layer_pnmi_by_update"] = {
-            path.stem: scan_checkpoint(work, manifest, aligned, config, path)
+            checkpoint_update(path): scan_checkpoint(work, manifest, aligned, config, path)
             for path in sorted((work / "it1-train" / "checkpoints").glob("update_*.pt"))}
     write_report(first, folder / "it1", scores)
     second = analyse_labels(work / "it2-labels" / f"{split}.km", two.label_rate, two.num_units, manifest, aligned,
@@ -85,6 +87,11 @@ def summary(config: PipelineConfig) -> str:
                 best = max(q["layer_pnmi"].items(), key=lambda kv: kv[1])
                 lines.append(f"  iteration-1 model, best layer {best[0]}: PNMI {best[1]:.3f} "
                              f"(per layer: {', '.join(f'{k}:{v:.2f}' for k, v in q['layer_pnmi'].items())})")
+            if "layer_pnmi_by_update" in q:
+                bests = {update: max(scores.items(), key=lambda kv: kv[1])
+                         for update, scores in q["layer_pnmi_by_update"].items()}
+                lines.append("  best layer over training (update: PNMI, layer): "
+                             + ", ".join(f"{u}: {v:.3f} ({k})" for u, (k, v) in bests.items()))
         train = [r for r in _history(work / f"it{number}-train") if r["split"] == "train"]
         valid = [r for r in _history(work / f"it{number}-train") if r["split"] == "valid"]
         if train:

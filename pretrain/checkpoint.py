@@ -19,6 +19,11 @@ def checkpoint_path(directory: Path, update: int) -> Path:
     return Path(directory) / f"update_{update:07d}.pt"
 
 
+def checkpoint_update(path: Path) -> int:
+    """The update a checkpoint file was written at, from its name."""
+    return int(Path(path).stem.removeprefix("update_"))
+
+
 def save_checkpoint(state: dict, directory: str | Path, update: int, keep_last: int,
                     best: bool = False) -> Path:
     """Write `state` for `update` (temporary file, fsync, rename); prune to `keep_last`."""

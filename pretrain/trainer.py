@@ -31,6 +31,7 @@ from .train_config import TrainConfig
 
 STATS = ("masked_ce", "unmasked_ce", "num_masked", "num_unmasked", "masked_correct",
          "unmasked_correct", "feature_penalty", "audio_samples", "batches")
+COLLAPSE_SHARE = 20  # predicting at most 1/20 of the units at validation is reported as a collapse
 UNMASKED_NOTE = ("note: unmasked accuracy may fall while masked accuracy rises; this is expected, "
                  "the unmasked loss weight is 0 (the paper's setting)")
 
@@ -313,4 +314,8 @@ class _Logger:
                  f"unmasked acc {record['unmasked_acc']:.3f}, units predicted "
                  f"{record['units_predicted']}/{record['num_units']}, last-layer variance "
                  f"{record['layer_variance'][-1]:.4f}")
+        if self.active and record["units_predicted"] <= max(1, record["num_units"] // COLLAPSE_SHARE):
+            self.log(f"warning: the model predicts only {record['units_predicted']} of {record['num_units']} units on "
+                     "the valid split, the sign of a collapse (every frame gets the most frequent unit); "
+                     "check the learning rate and the data, or train longer if it is early")
         return record

@@ -1,4 +1,5 @@
 """`hubert run` end to end: exports load, reruns skip, changes redo what they must, kills resume exactly."""
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ from pipelines.stages import run_stages
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["corpus.hours=0.02", "corpus.languages=en,fr", "valid_percent=0.3", "iteration1.model=tiny",
         "iteration2.model=tiny", "iteration1.num_units=20", "iteration2.num_units=20", "iteration2.layer=1",
-        "iteration1.kmeans_percent=1.0", "iteration2.kmeans_percent=1.0",
+        "iteration1.kmeans_percent=1.0", "iteration2.kmeans_percent=1.0", "scan_checkpoints=true",
         "iteration1.train={max_updates=20, save_every=10, valid_every=10, warmup_updates=5}",
         "iteration2.train={max_updates=20, save_every=10, valid_every=10, warmup_updates=5}"]
 
@@ -44,6 +45,9 @@ def test_end_to_end_run_exports_models_transformers_loads(finished, capsys):
         assert all(k.startswith(("lm_head", "projector", "classifier")) for k in info["missing_keys"])
     report = (finished / "quality" / "it1" / "report.md").read_text()
     assert "PNMI" in report and (finished / "quality" / "it1" / "pnmi_per_layer.png").exists()
+    by_update = json.loads((finished / "quality" / "it1" / "quality.json").read_text())["layer_pnmi_by_update"]
+    assert list(by_update) == ["10", "20"] and all(0 <= v <= 1 for s in by_update.values() for v in s.values())
+    assert (finished / "quality" / "it1" / "pnmi_by_update.png").read_bytes()[:4] == b"\x89PNG"
     assert "agreement" in (finished / "quality" / "it2" / "quality.json").read_text()
     main(["status", str(finished)])
     assert capsys.readouterr().out.count(" done") == 11
