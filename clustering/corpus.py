@@ -130,7 +130,9 @@ def _synthesise_all(specs: list[UtteranceSpec], jobs: int) -> list:
             try:
                 results[index] = receive.recv()
             except EOFError:
-                raise RuntimeError(f"espeak-ng crashed on utterance {specs[index].uid}") from None
+                raise RuntimeError(f"the synthesis process for utterance {specs[index].uid} died; if make_corpus "
+                                   "is called from a script, put the call under `if __name__ == '__main__':` "
+                                   "(worker processes import the script)") from None
             finally:
                 receive.close()
                 process.join()
