@@ -33,14 +33,16 @@ def quality_stage(config: PipelineConfig, folder: Path) -> None:
     one, two = LabelInfo.load(work / "it1-labels"), LabelInfo.load(work / "it2-labels")
     first = analyse_labels(work / "it1-labels" / f"{split}.km", one.label_rate, one.num_units, manifest, aligned)
     scores = None
-    if config.scan_layers and aligned is not None:
-        scores = scan_checkpoint(work, manifest, aligned, config)
     if config.scan_checkpoints and aligned is not None:
         from pretrain.checkpoint import checkpoint_update
 
         first["layer_pnmi_by_update"] = {
             checkpoint_update(path): scan_checkpoint(work, manifest, aligned, config, path)
             for path in sorted((work / "it1-train" / "checkpoints").glob("update_*.pt"))}
+    if config.scan_layers and aligned is not None:
+        # the newest checkpoint is the last one scanned over training: no need to scan it twice
+        by_update = first.get("layer_pnmi_by_update")
+        scores = by_update[max(by_update)] if by_update else scan_checkpoint(work, manifest, aligned, config)
     write_report(first, folder / "it1", scores)
     second = analyse_labels(work / "it2-labels" / f"{split}.km", two.label_rate, two.num_units, manifest, aligned,
                             compare=(work / "it1-labels" / f"{split}.km", one.label_rate))
