@@ -45,8 +45,10 @@ def test_end_to_end_run_exports_models_transformers_loads(finished, capsys):
         assert all(k.startswith(("lm_head", "projector", "classifier")) for k in info["missing_keys"])
     report = (finished / "quality" / "it1" / "report.md").read_text()
     assert "PNMI" in report and (finished / "quality" / "it1" / "pnmi_per_layer.png").exists()
-    by_update = json.loads((finished / "quality" / "it1" / "quality.json").read_text())["layer_pnmi_by_update"]
+    quality = json.loads((finished / "quality" / "it1" / "quality.json").read_text())
+    by_update = quality["layer_pnmi_by_update"]
     assert list(by_update) == ["10", "20"] and all(0 <= v <= 1 for s in by_update.values() for v in s.values())
+    assert quality["layer_pnmi"] == by_update["20"]  # the final model is the newest checkpoint
     assert (finished / "quality" / "it1" / "pnmi_by_update.png").read_bytes()[:4] == b"\x89PNG"
     assert "agreement" in (finished / "quality" / "it2" / "quality.json").read_text()
     main(["status", str(finished)])
