@@ -73,6 +73,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--devices", default="cpu,cuda", help="which of cpu (fp32) and cuda (bf16) to run")
     parser.add_argument("--child", nargs=3, metavar=("WHICH", "DEVICE", "DTYPE"))
     args = parser.parse_args()
     if args.child:
@@ -80,7 +81,9 @@ def main() -> None:
         return
     import torch
 
-    runs = [("cpu", "fp32")] + ([("cuda", "bf16")] if torch.cuda.is_available() else [])
+    wanted = args.devices.split(",")
+    runs = ([("cpu", "fp32")] if "cpu" in wanted else []) + (
+        [("cuda", "bf16")] if "cuda" in wanted and torch.cuda.is_available() else [])
     audio = args.batch * args.seconds
     for device, dtype in runs:
         result = {}
