@@ -34,11 +34,11 @@ def quality_stage(config: PipelineConfig, folder: Path) -> None:
     first = analyse_labels(work / "it1-labels" / f"{split}.km", one.label_rate, one.num_units, manifest, aligned)
     scores = None
     if config.scan_checkpoints and aligned is not None:
-        from pretrain.checkpoint import checkpoint_update
+        from pretrain.checkpoint import checkpoint_paths, checkpoint_update
 
         first["layer_pnmi_by_update"] = {
             checkpoint_update(path): scan_checkpoint(work, manifest, aligned, config, path)
-            for path in sorted((work / "it1-train" / "checkpoints").glob("update_*.pt"))}
+            for path in checkpoint_paths(work / "it1-train" / "checkpoints")}
     if config.scan_layers and aligned is not None:
         # the newest checkpoint is the last one scanned over training: no need to scan it twice
         by_update = first.get("layer_pnmi_by_update")
@@ -71,6 +71,11 @@ def _history(train_dir: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
+def _best_layer(scores: dict[str, float]) -> tuple[str, float]:
+    """(layer, PNMI) of the layer with the highest PNMI."""
+    return max(scores.items(), key=lambda kv: kv[1])
+
+
 def summary(config: PipelineConfig) -> str:
     """A few lines a user reads at the end of a run."""
     work = Path(config.work_dir)
@@ -86,12 +91,11 @@ def summary(config: PipelineConfig) -> str:
             if "agreement" in q:
                 lines.append(f"  agreement with the iteration-1 teacher: NMI {q['agreement']['nmi']:.3f}")
             if "layer_pnmi" in q:
-                best = max(q["layer_pnmi"].items(), key=lambda kv: kv[1])
-                lines.append(f"  iteration-1 model, best layer {best[0]}: PNMI {best[1]:.3f} "
+                layer, pnmi = _best_layer(q["layer_pnmi"])
+                lines.append(f"  iteration-1 model, best layer {layer}: PNMI {pnmi:.3f} "
                              f"(per layer: {', '.join(f'{k}:{v:.2f}' for k, v in q['layer_pnmi'].items())})")
             if "layer_pnmi_by_update" in q:
-                bests = {update: max(scores.items(), key=lambda kv: kv[1])
-                         for update, scores in q["layer_pnmi_by_update"].items()}
+                bests = {update: _best_layer(scores) for update, scores in q["layer_pnmi_by_update"].items()}
                 lines.append("  best layer over training (update: PNMI, layer): "
                              + ", ".join(f"{u}: {v:.3f} ({k})" for u, (k, v) in bests.items()))
         train = [r for r in _history(work / f"it{number}-train") if r["split"] == "train"]

@@ -19,6 +19,11 @@ def checkpoint_path(directory: Path, update: int) -> Path:
     return Path(directory) / f"update_{update:07d}.pt"
 
 
+def checkpoint_paths(directory: str | Path) -> list[Path]:
+    """The numbered checkpoints in `directory`, oldest first."""
+    return sorted(Path(directory).glob(PATTERN))
+
+
 def checkpoint_update(path: Path) -> int:
     """The update a checkpoint file was written at, from its name."""
     return int(Path(path).stem.removeprefix("update_"))
@@ -39,14 +44,14 @@ def save_checkpoint(state: dict, directory: str | Path, update: int, keep_last: 
     if best:
         shutil.copyfile(path, directory / "best.pt.tmp")
         os.replace(directory / "best.pt.tmp", directory / "best.pt")
-    for old in sorted(directory.glob(PATTERN))[:-keep_last] if keep_last > 0 else []:
+    for old in checkpoint_paths(directory)[:-keep_last] if keep_last > 0 else []:
         old.unlink()
     return path
 
 
 def load_latest(directory: str | Path, log=print) -> dict | None:
     """The newest checkpoint in `directory` that loads, or None when there is none."""
-    for path in sorted(Path(directory).glob(PATTERN), reverse=True):
+    for path in reversed(checkpoint_paths(directory)):
         try:
             return torch.load(path, map_location="cpu", weights_only=True)
         except Exception as error:  # truncated zip, bad pickle, ...
@@ -57,5 +62,5 @@ def load_latest(directory: str | Path, log=print) -> dict | None:
 
 def latest_path(directory: str | Path) -> Path | None:
     """Newest checkpoint file (for exports), or None."""
-    found = sorted(Path(directory).glob(PATTERN))
+    found = checkpoint_paths(directory)
     return found[-1] if found else None
