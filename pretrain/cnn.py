@@ -11,13 +11,14 @@ from torch import nn
 
 
 class ConvLayer(nn.Module):
-    """Conv1d (no bias) -> optional norm -> GELU. norm: None, "group" or "layer"."""
+    """Conv1d (bias only with `bias`) -> optional norm -> GELU. norm: None, "group" or "layer"."""
 
-    def __init__(self, in_dim: int, out_dim: int, kernel: int, stride: int, norm: str | None):
+    def __init__(self, in_dim: int, out_dim: int, kernel: int, stride: int, norm: str | None,
+                 bias: bool = False):
         super().__init__()
         self.kernel, self.stride, self.norm = kernel, stride, norm
-        self.conv = nn.Conv1d(in_dim, out_dim, kernel, stride=stride, bias=False)
-        nn.init.kaiming_normal_(self.conv.weight)  # fairseq's ConvFeatureExtractionModel init
+        self.conv = nn.Conv1d(in_dim, out_dim, kernel, stride=stride, bias=bias)
+        nn.init.kaiming_normal_(self.conv.weight)  # fairseq's ConvFeatureExtractionModel init (bias: PyTorch's)
         if norm == "group":  # one group per channel: each channel normalised over time
             self.layer_norm = nn.GroupNorm(out_dim, out_dim, affine=True)
         elif norm == "layer":
@@ -55,14 +56,17 @@ def _masked_channel_norm(x: torch.Tensor, lengths: torch.Tensor, norm: nn.GroupN
 
 
 class FeatureExtractor(nn.Module):
-    """wav (B, S) -> features (B, T, C), lengths (B,) samples -> (B,) frames."""
+    """wav (B, S) -> features (B, T, C), lengths (B,) samples -> (B,) frames.
 
-    def __init__(self, conv_layers: tuple[tuple[int, int, int], ...], norm: str):
+    conv_layers: (dim, kernel, stride) per layer; norm: "group" or "layer"; bias: conv biases.
+    """
+
+    def __init__(self, conv_layers: tuple[tuple[int, int, int], ...], norm: str, bias: bool = False):
         super().__init__()
         layers, in_dim = [], 1
         for index, (dim, kernel, stride) in enumerate(conv_layers):
             layer_norm = "layer" if norm == "layer" else ("group" if index == 0 else None)
-            layers.append(ConvLayer(in_dim, dim, kernel, stride, layer_norm))
+            layers.append(ConvLayer(in_dim, dim, kernel, stride, layer_norm, bias))
             in_dim = dim
         self.conv_layers = nn.ModuleList(layers)
 

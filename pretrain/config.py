@@ -18,6 +18,7 @@ class ModelConfig:
 
     conv_layers: tuple[tuple[int, int, int], ...] = BASE_CONV
     feat_extract_norm: str = "group"  # "group": group norm in the first conv (BASE); "layer": every conv (LARGE)
+    conv_bias: bool = False  # biases in the CNN: fairseq's HuBERT has none; some Hugging Face LARGE configs do
     hidden_size: int = 768
     num_hidden_layers: int = 12
     num_attention_heads: int = 12
@@ -40,6 +41,8 @@ class ModelConfig:
         self.conv_layers = tuple(tuple(int(v) for v in layer) for layer in self.conv_layers)
         if self.feat_extract_norm not in ("group", "layer"):
             raise ValueError(f"feat_extract_norm must be 'group' or 'layer', got {self.feat_extract_norm!r}")
+        if not isinstance(self.conv_bias, bool):
+            raise ValueError(f"conv_bias must be true or false, got {self.conv_bias!r}")
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(f"hidden_size {self.hidden_size} is not divisible by "
                              f"{self.num_attention_heads} heads")

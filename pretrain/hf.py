@@ -6,12 +6,15 @@ The pretraining head (final_proj, unit embeddings) is never exported.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 from pathlib import Path
+from typing import Any, Callable, NamedTuple
 
 import torch
 
-from clustering.audio import SAMPLE_RATE
+from clustering.audio import CONV_STRIDE, SAMPLE_RATE
 
 from .config import HEADS, ModelConfig
 from .model import HubertEncoder
@@ -22,23 +25,94 @@ HF_PREFIX = "hubert."  # what HubertForCTC / ...ForSequenceClassification put be
 DEFAULT_CTC_VOCAB = tuple("ETAONIHSRDLUMWCFGYPBVK'XJQZ")  # LibriSpeech's characters
 
 
+class Rule(NamedTuple):
+    """What we accept for one config.json field; a missing field takes transformers' `default`."""
+
+    default: Any
+    accepts: Callable[[Any], bool]
+    supported: str  # said to the user when a value is refused
+
+
+def _one_of(default, *others) -> Rule:
+    """Exactly these JSON values (true is not 1)."""
+    values = (default, *others)
+    return Rule(default, lambda v: any(type(v) is type(w) and v == w for w in values),
+                " or ".join(json.dumps(w) for w in values))
+
+
+def _is_positive_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _is_layer_list(value) -> bool:
+    return isinstance(value, (list, tuple)) and len(value) > 0 and all(_is_positive_int(v) for v in value)
+
+
+def _positive_int(default: int) -> Rule:
+    return Rule(default, _is_positive_int, "a positive integer")
+
+
+def _layer_list(default: list[int]) -> Rule:
+    return Rule(default, _is_layer_list, "a list of positive integers, one per conv layer")
+
+
+def _is_positive_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+
+
+# config.json fields that change the encoder's outputs. Each value is either built here (the
+# names shared with ModelConfig, and the conv lists) or refused; defaults are transformers'.
+HF_ARCHITECTURE = {
+    "hidden_size": _positive_int(768),
+    "num_hidden_layers": _positive_int(12),
+    "num_attention_heads": _positive_int(12),
+    "intermediate_size": _positive_int(3072),
+    "feat_extract_norm": _one_of("group", "layer"),
+    "do_stable_layer_norm": _one_of(False, True),
+    "conv_bias": _one_of(False, True),
+    "conv_dim": _layer_list([512] * 7),
+    "conv_kernel": _layer_list([10, 3, 3, 3, 3, 2, 2]),
+    "conv_stride": Rule([5, 2, 2, 2, 2, 2, 2], lambda v: _is_layer_list(v) and math.prod(v) == CONV_STRIDE,
+                        f"positive integers whose product is {CONV_STRIDE} (50 Hz frames at {SAMPLE_RATE} Hz)"),
+    "num_conv_pos_embeddings": _positive_int(128),
+    "num_conv_pos_embedding_groups": _positive_int(16),
+    "layer_norm_eps": Rule(1e-5, _is_positive_number, "a positive number"),
+    "hidden_act": _one_of("gelu"),
+    "feat_extract_activation": _one_of("gelu"),  # also the positional conv's activation
+    "feat_proj_layer_norm": _one_of(True),
+    "conv_pos_batch_norm": _one_of(False),  # batch norm instead of the positional conv's weight norm
+    "adapter_attn_dim": _one_of(None),  # attention adapters (MMS), read by the modelling code
+}
+MODEL_FIELDS = frozenset(field.name for field in dataclasses.fields(ModelConfig))
+HF_FIXED = ("hidden_act", "feat_extract_activation", "feat_proj_layer_norm", "conv_pos_batch_norm")  # one value
+# Mapped into ModelConfig under the same names; they act only in training. Defaults are transformers'.
+HF_DROPOUTS = {"hidden_dropout": 0.1, "attention_dropout": 0.1, "activation_dropout": 0.1,
+               "feat_proj_dropout": 0.0, "layerdrop": 0.1}
+# Fields that leave the encoder's outputs alone: training-time masking, heads, bookkeeping.
+HF_NOT_ENCODER = frozenset({
+    "apply_spec_augment", "mask_time_prob", "mask_time_length", "mask_time_min_masks", "mask_feature_prob",
+    "mask_feature_length", "mask_feature_min_masks", "initializer_range",
+    "vocab_size", "final_dropout", "ctc_loss_reduction", "ctc_zero_infinity", "use_weighted_layer_sum",
+    "classifier_proj_size", "num_labels", "id2label", "label2id", "problem_type",
+    "pad_token_id", "bos_token_id", "eos_token_id",
+    "num_feat_extract_layers",  # derived from conv_dim
+    "model_type", "architectures", "transformers_version", "_name_or_path", "dtype", "torch_dtype",
+    "output_hidden_states", "output_attentions", "return_dict", "chunk_size_feed_forward",
+    "is_encoder_decoder",
+})
+
+
 def hf_config(config: ModelConfig, head: str = "none", vocab: dict | None = None,
               labels: list[str] | None = None) -> dict:
     """config.json contents for `head` ("none", "ctc", "classification")."""
+    conv = config.conv_layers
     out = {
         "model_type": "hubert", "architectures": [HEADS[head]],
-        "hidden_size": config.hidden_size, "num_hidden_layers": config.num_hidden_layers,
-        "num_attention_heads": config.num_attention_heads, "intermediate_size": config.intermediate_size,
-        "hidden_act": "gelu", "feat_extract_activation": "gelu", "feat_extract_norm": config.feat_extract_norm,
-        "do_stable_layer_norm": config.do_stable_layer_norm, "feat_proj_layer_norm": True,
-        "conv_dim": [d for d, _, _ in config.conv_layers], "conv_kernel": [k for _, k, _ in config.conv_layers],
-        "conv_stride": [s for _, _, s in config.conv_layers], "conv_bias": False,
-        "num_feat_extract_layers": len(config.conv_layers),
-        "num_conv_pos_embeddings": config.num_conv_pos_embeddings,
-        "num_conv_pos_embedding_groups": config.num_conv_pos_embedding_groups,
-        "hidden_dropout": config.hidden_dropout, "attention_dropout": config.attention_dropout,
-        "activation_dropout": config.activation_dropout, "feat_proj_dropout": config.feat_proj_dropout,
-        "layerdrop": config.layerdrop, "layer_norm_eps": config.layer_norm_eps,
+        **{name: getattr(config, name) for name in HF_ARCHITECTURE if name in MODEL_FIELDS},
+        **{name: HF_ARCHITECTURE[name].default for name in HF_FIXED},
+        "conv_dim": [d for d, _, _ in conv], "conv_kernel": [k for _, k, _ in conv],
+        "conv_stride": [s for _, _, s in conv], "num_feat_extract_layers": len(conv),
+        **{name: getattr(config, name) for name in HF_DROPOUTS},
     }
     if head == "ctc":
         out.update(vocab_size=len(vocab), pad_token_id=vocab["<pad>"], ctc_loss_reduction="mean")
@@ -48,21 +122,47 @@ def hf_config(config: ModelConfig, head: str = "none", vocab: dict | None = None
     return out
 
 
-def config_from_hf(data: dict, normalize: bool | None = None) -> ModelConfig:
-    """ModelConfig from a Hugging Face config.json dict (`normalize` from its preprocessor)."""
-    conv = tuple(zip(data["conv_dim"], data["conv_kernel"], data["conv_stride"]))
-    norm = data.get("feat_extract_norm", "group")
-    return ModelConfig(
-        conv_layers=conv, feat_extract_norm=norm, hidden_size=data["hidden_size"],
-        num_hidden_layers=data["num_hidden_layers"], num_attention_heads=data["num_attention_heads"],
-        intermediate_size=data["intermediate_size"], do_stable_layer_norm=data.get("do_stable_layer_norm", False),
-        num_conv_pos_embeddings=data.get("num_conv_pos_embeddings", 128),
-        num_conv_pos_embedding_groups=data.get("num_conv_pos_embedding_groups", 16),
-        hidden_dropout=data.get("hidden_dropout", 0.1), attention_dropout=data.get("attention_dropout", 0.1),
-        activation_dropout=data.get("activation_dropout", 0.0), feat_proj_dropout=data.get("feat_proj_dropout", 0.1),
-        layerdrop=data.get("layerdrop", 0.1), layer_norm_eps=data.get("layer_norm_eps", 1e-5),
-        normalize=(norm == "layer") if normalize is None else normalize,
-        feature_grad_mult=0.1 if norm == "group" else 1.0)
+def hf_architecture(data: dict, source: str = "config.json") -> dict:
+    """The encoder-shaping fields of a config.json dict (HF_ARCHITECTURE), defaults filled in.
+
+    Raises ValueError naming `source`, the field, its value and what is supported.
+    """
+    fields = {}
+    for name, rule in HF_ARCHITECTURE.items():
+        value = data.get(name, rule.default)
+        if not rule.accepts(value):
+            raise ValueError(f"{source}: {name} = {json.dumps(value, default=str)} is not supported; "
+                             f"supported: {rule.supported}")
+        fields[name] = value
+    _check_together(fields, source)
+    return fields
+
+
+def _check_together(fields: dict, source: str) -> None:
+    """Constraints between fields: one conv entry per layer in each list, divisible widths."""
+    counts = {name: len(fields[name]) for name in ("conv_dim", "conv_kernel", "conv_stride")}
+    if len(set(counts.values())) > 1:
+        raise ValueError(f"{source}: conv_dim, conv_kernel and conv_stride have {counts} entries; "
+                         "supported: the same number, one per conv layer")
+    for divisor in ("num_attention_heads", "num_conv_pos_embedding_groups"):
+        if fields["hidden_size"] % fields[divisor]:
+            raise ValueError(f"{source}: {divisor} = {fields[divisor]} does not divide hidden_size = "
+                             f"{fields['hidden_size']}; supported: a divisor of hidden_size")
+
+
+def config_from_hf(data: dict, normalize: bool | None = None, source: str = "config.json") -> ModelConfig:
+    """ModelConfig from a Hugging Face config.json dict (`normalize` from its preprocessor).
+
+    Every field that changes the encoder is checked by `hf_architecture`; dropouts missing
+    from `data` take transformers' defaults.
+    """
+    fields = hf_architecture(data, source)
+    settings = {name: value for name, value in fields.items() if name in MODEL_FIELDS}
+    settings.update({name: data.get(name, default) for name, default in HF_DROPOUTS.items()})
+    norm = fields["feat_extract_norm"]
+    return ModelConfig(conv_layers=tuple(zip(fields["conv_dim"], fields["conv_kernel"], fields["conv_stride"])),
+                       normalize=(norm == "layer") if normalize is None else normalize,
+                       feature_grad_mult=0.1 if norm == "group" else 1.0, **settings)
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -112,8 +212,9 @@ def export_hf(encoder: HubertEncoder, out_dir: str | Path, head: str = "none",
 def import_hf(directory: str | Path) -> HubertEncoder:
     """Load a Hugging Face HuBERT directory (as save_pretrained writes it) into our encoder.
 
-    Raises ValueError listing every encoder weight that is missing or left unused.
-    Head weights of ForCTC / ForSequenceClassification models are ignored.
+    Raises ValueError naming any config.json field whose value changes the network in a way we
+    do not build (see HF_ARCHITECTURE), and listing every encoder weight that is missing or
+    left unused. Head weights of ForCTC / ForSequenceClassification models are ignored.
     """
     directory = Path(directory)
     data = json.loads((directory / "config.json").read_text())
@@ -121,7 +222,7 @@ def import_hf(directory: str | Path) -> HubertEncoder:
         raise ValueError(f"{directory}/config.json: model_type {data.get('model_type')!r}, expected 'hubert'")
     pre = directory / "preprocessor_config.json"
     normalize = json.loads(pre.read_text()).get("do_normalize") if pre.exists() else None
-    encoder = HubertEncoder(config_from_hf(data, normalize))
+    encoder = HubertEncoder(config_from_hf(data, normalize, f"{directory}/config.json"))
     state = _encoder_state(_read_weights(directory))
     result = encoder.load_state_dict(state, strict=False)
     if result.missing_keys or result.unexpected_keys:

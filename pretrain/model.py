@@ -42,7 +42,8 @@ class HubertEncoder(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
-        self.feature_extractor = FeatureExtractor(config.conv_layers, config.feat_extract_norm)
+        self.feature_extractor = FeatureExtractor(config.conv_layers, config.feat_extract_norm,
+                                                  config.conv_bias)
         self.feature_projection = FeatureProjection(config.conv_dim, config.hidden_size,
                                                     config.feat_proj_dropout, config.layer_norm_eps)
         self.masked_spec_embed = nn.Parameter(torch.empty(config.hidden_size).uniform_())

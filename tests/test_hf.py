@@ -1,13 +1,16 @@
 """Exports load in transformers with every encoder weight used, and give our hidden states."""
 import json
+import re
 
 import numpy as np
 import pytest
 import torch
-from transformers import HubertForCTC, HubertForSequenceClassification, HubertModel
+import transformers
+from transformers import HubertConfig, HubertForCTC, HubertForSequenceClassification, HubertModel
 
 from pretrain.config import model_preset
-from pretrain.hf import export_hf, import_hf
+from pretrain.hf import (HF_ARCHITECTURE, HF_DROPOUTS, HF_NOT_ENCODER, config_from_hf, export_hf, hf_config,
+                         import_hf)
 from pretrain.layers import LayerFeatures
 from pretrain.model import HubertPretrain
 
@@ -86,3 +89,62 @@ def test_layer_features_are_chunked_and_match_the_encoder():
     assert chunked.shape == (49 * 2, 64)  # two 1-s chunks of 49 frames each
     with pytest.raises(ValueError, match="layer must be in 1..2"):
         LayerFeatures(model.encoder, 3)
+
+
+# A published LARGE model's shape (layer-norm CNN with conv biases, pre-LN), at tiny sizes.
+TINY_LARGE_HF = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128,
+                     conv_dim=[32] * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4,
+                     feat_extract_norm="layer", do_stable_layer_norm=True, conv_bias=True)
+
+
+def hf_states(hf: HubertModel, wav: torch.Tensor) -> list[torch.Tensor]:
+    """Each layer's raw output, then the final output (with the closing norm)."""
+    with torch.no_grad():
+        result = hf(wav, output_hidden_states=True)
+    return list(result.hidden_states[1:]) + [result.last_hidden_state]
+
+
+def test_hf_model_with_conv_bias_round_trips_through_import_and_export(tmp_path):
+    torch.manual_seed(0)
+    original = HubertModel(HubertConfig(**TINY_LARGE_HF)).eval()
+    original.save_pretrained(tmp_path / "hf")
+    encoder = import_hf(tmp_path / "hf").eval()
+    assert encoder.config.conv_bias and encoder.config.do_stable_layer_norm
+    wav = torch.randn(2, 12000)
+    want = hf_states(original, wav)
+    with torch.no_grad():
+        ours = encoder(wav, normalize=False)  # transformers leaves normalising to its feature extractor
+    for got, expected in zip(ours.layers + [ours.last_hidden], want):
+        assert (got - expected).abs().max() <= 1e-4
+    export_hf(encoder, tmp_path / "ours")
+    assert json.loads((tmp_path / "ours" / "config.json").read_text())["conv_bias"] is True
+    back, info = HubertModel.from_pretrained(tmp_path / "ours", output_loading_info=True)
+    assert not any(info[k] for k in ("missing_keys", "unexpected_keys", "mismatched_keys"))
+    for got, expected in zip(hf_states(back.eval(), wav), want):
+        assert (got - expected).abs().max() <= 1e-4
+
+
+@pytest.mark.parametrize("field, value", [("hidden_act", "relu"), ("feat_extract_activation", "gelu_new"),
+                                          ("feat_proj_layer_norm", False), ("conv_pos_batch_norm", True),
+                                          ("conv_stride", [5, 2, 2, 2, 2, 2, 3])])
+def test_a_network_we_do_not_build_is_refused_by_name(tmp_path, field, value):
+    HubertConfig(**{**TINY_LARGE_HF, field: value}).save_pretrained(tmp_path)
+    said = re.escape(f"config.json: {field} = {json.dumps(value)} is not supported; supported: ")
+    with pytest.raises(ValueError, match=said):
+        import_hf(tmp_path)
+
+
+def test_every_field_of_the_installed_hubert_config_is_built_refused_or_irrelevant():
+    """A field this transformers version adds must be classified here before it can slip through,
+    and a field missing from config.json must mean what transformers means by it."""
+    defaults = HubertConfig().to_dict()
+    known = set(HF_ARCHITECTURE) | set(HF_DROPOUTS) | HF_NOT_ENCODER
+    unknown = sorted(set(defaults) - known)
+    assert not unknown, f"transformers {transformers.__version__}: HubertConfig fields not classified: {unknown}"
+    ours = {name: rule.default for name, rule in HF_ARCHITECTURE.items()} | HF_DROPOUTS
+    for name in set(ours) & set(defaults):
+        theirs = list(defaults[name]) if isinstance(defaults[name], tuple) else defaults[name]
+        assert ours[name] == theirs, name
+    assert config_from_hf({}).conv_layers == config_from_hf(defaults).conv_layers == model_preset("base").conv_layers
+    exported = hf_config(model_preset("tiny"))  # says every field transformers reads, in full
+    assert set(HF_ARCHITECTURE) - set(exported) == {"adapter_attn_dim"}

@@ -69,8 +69,9 @@ def test_parity_with_torchaudio_base():
     check_parity(torchaudio.models.hubert_pretrain_base(num_classes=100), model_preset("base"))
 
 
-def test_parity_with_torchaudio_large_style():
-    kwargs = dict(extractor_mode="layer_norm", extractor_conv_layer_config=None, extractor_conv_bias=False,
+@pytest.mark.parametrize("conv_bias", [False, True])  # fairseq's HuBERT LARGE; Hugging Face LARGE configs
+def test_parity_with_torchaudio_large_style(conv_bias):
+    kwargs = dict(extractor_mode="layer_norm", extractor_conv_layer_config=None, extractor_conv_bias=conv_bias,
                   encoder_embed_dim=128, encoder_projection_dropout=0.0, encoder_pos_conv_kernel=16,
                   encoder_pos_conv_groups=4, encoder_num_layers=3, encoder_num_heads=4,
                   encoder_attention_dropout=0.0, encoder_ff_interm_features=256, encoder_ff_interm_dropout=0.0,
@@ -81,10 +82,31 @@ def test_parity_with_torchaudio_large_style():
                   skip_masked=False, skip_nomask=False, num_classes=50, final_dim=64, feature_grad_mult=None)
     torch.manual_seed(0)
     reference = torchaudio.models.hubert_pretrain_model(**kwargs)
-    config = ModelConfig(feat_extract_norm="layer", hidden_size=128, num_hidden_layers=3, num_attention_heads=4,
-                         intermediate_size=256, do_stable_layer_norm=True, num_conv_pos_embeddings=16,
-                         num_conv_pos_embedding_groups=4, final_dim=64, normalize=False)
+    config = ModelConfig(feat_extract_norm="layer", conv_bias=conv_bias, hidden_size=128, num_hidden_layers=3,
+                         num_attention_heads=4, intermediate_size=256, do_stable_layer_norm=True,
+                         num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4, final_dim=64, normalize=False)
+    biases = [k for k in reference.state_dict() if "feature_extractor" in k and k.endswith("conv.bias")]
+    assert len(biases) == (7 if conv_bias else 0)
     check_parity(reference, config, num_units=50)
+
+
+def test_a_checkpoint_keeps_conv_biases_and_old_ones_load_without(tmp_path):
+    from pretrain.model_io import load_pretrain_model, model_state
+
+    torch.manual_seed(0)
+    config = model_preset("tiny")
+    config.feat_extract_norm, config.conv_bias = "layer", True
+    model = HubertPretrain(config, [10]).eval()
+    torch.save(model_state(model), tmp_path / "bias.pt")
+    loaded = load_pretrain_model(tmp_path / "bias.pt").eval()
+    assert loaded.config.conv_bias
+    wav = torch.randn(1, 8000)
+    with torch.no_grad():
+        assert torch.equal(loaded.encoder(wav).last_hidden, model.encoder(wav).last_hidden)
+    old = model_state(HubertPretrain(model_preset("tiny"), [10]))
+    del old["model_config"]["conv_bias"]  # written before the field existed
+    torch.save(old, tmp_path / "old.pt")
+    assert not load_pretrain_model(tmp_path / "old.pt").config.conv_bias
 
 
 @pytest.mark.parametrize("norm", ["group", "layer"])
