@@ -11,7 +11,7 @@ from typing import Callable, Iterable
 import numpy as np
 from tqdm import tqdm
 
-from .audio import load_audio
+from .features import utterance_features
 from .kmeans import KMeansTeacher, file_sha256
 from .labels import LabelError, LabelInfo, check_labels, read_labels, write_dictionary, write_labels
 from .malloc import reuse_freed_memory
@@ -27,10 +27,13 @@ def assign_all(feature_rows: Iterable[np.ndarray], teacher: KMeansTeacher, total
 
 def label_audio(manifest: Manifest, feature_fn: Callable[[np.ndarray], np.ndarray],
                 teacher: KMeansTeacher, rank: int = 0, nshard: int = 1) -> list[np.ndarray]:
-    """Units for this shard's utterances, computing features on the fly (nothing dumped)."""
+    """Units for this shard's utterances, computing features on the fly (nothing dumped).
+
+    An utterance the feature function fails on raises FeatureError naming its file and manifest line.
+    """
     reuse_freed_memory()
     lines = manifest.shard(rank, nshard)
-    feats = (feature_fn(load_audio(manifest.audio_path(i))) for i in lines)
+    feats = (utterance_features(feature_fn, manifest.audio_path(i), manifest.line_number(i)) for i in lines)
     return assign_all(feats, teacher, len(lines), desc=f"labels {rank}/{nshard}")
 
 

@@ -11,16 +11,19 @@ import numpy as np
 
 SAMPLE_RATE = 16_000  # Hz, what the model consumes
 CONV_STRIDE = 320  # samples per model frame (product of the CNN strides)
+RECEPTIVE_FIELD = 400  # samples one frame of the BASE CNN sees
 FRAME_RATE = SAMPLE_RATE // CONV_STRIDE  # 50 Hz model frames
 MFCC_HOP = 160  # 10 ms Kaldi frame shift
 MFCC_WINDOW = 400  # 25 ms Kaldi frame length
 MFCC_RATE = SAMPLE_RATE // MFCC_HOP  # 100 Hz MFCC frames / MFCC labels
 ALIGNMENT_RATE = MFCC_RATE  # frame-level phone alignments (fairseq format) are 100 Hz
 LENGTH_TOLERANCE_S = 0.1  # label/audio length mismatch allowed before it is a data error
+MIN_AUDIO_SAMPLES = MFCC_WINDOW  # shortest usable audio: one MFCC frame and one model frame
 
 assert FRAME_RATE * CONV_STRIDE == SAMPLE_RATE
 assert MFCC_RATE * MFCC_HOP == SAMPLE_RATE
 assert FRAME_RATE == 50 and MFCC_RATE == 100
+assert MIN_AUDIO_SAMPLES >= RECEPTIVE_FIELD  # a file that long gives at least one model frame
 
 AUDIO_EXTENSIONS = ("flac", "wav", "ogg", "mp3")
 
@@ -38,7 +41,16 @@ def label_ratio(label_rate: float) -> float:
 
 def num_model_frames(num_samples: int) -> int:
     """Frames the BASE CNN (receptive field 400, stride 320) makes from `num_samples`."""
-    return max(0, (num_samples - 400) // CONV_STRIDE + 1)
+    return max(0, (num_samples - RECEPTIVE_FIELD) // CONV_STRIDE + 1)
+
+
+def short_audio_reason(num_samples: int) -> str:
+    """Why `num_samples` is too short to use ("" when it is long enough): MIN_AUDIO_SAMPLES is
+    one 25 ms frame, below which there is neither an MFCC frame nor a model frame."""
+    if num_samples >= MIN_AUDIO_SAMPLES:
+        return ""
+    return (f"{num_samples} samples, shorter than one {1000 * MIN_AUDIO_SAMPLES // SAMPLE_RATE} ms frame "
+            f"({MIN_AUDIO_SAMPLES} samples)")
 
 
 def expected_label_count(num_samples: int, label_rate: float) -> float:

@@ -21,7 +21,8 @@ import numpy as np
 from tqdm import tqdm
 
 from .audio import ALIGNMENT_RATE, SAMPLE_RATE, resample
-from .manifest import write_manifest
+from .manifest import check_valid_percent, ensure_valid, write_manifest
+from .paths import output_folder
 from .phrases import WORDS
 
 LANGUAGES = ("en", "de", "fr", "es", "it")
@@ -48,10 +49,14 @@ class UtteranceSpec:
 
 
 def spec_stream(languages: tuple[str, ...], seed: int):
-    """Endless utterance specs, languages in turn, fixed by `seed`."""
+    """Endless utterance specs, languages in turn, fixed by `seed`; ValueError for an unknown language."""
     unknown = [lang for lang in languages if lang not in WORDS]
     if unknown or not languages:
         raise ValueError(f"no word list for {unknown or 'an empty list'}; choose from {', '.join(LANGUAGES)}")
+    return _specs(languages, seed)
+
+
+def _specs(languages: tuple[str, ...], seed: int):
     rng = np.random.default_rng(seed)
     index = 0
     while True:
@@ -159,9 +164,16 @@ def frame_labels(segments: list[tuple[int, str]], rate: int, num_samples: int) -
 
 def make_corpus(out_dir: str | Path, hours: float = 0.5, languages: tuple[str, ...] = ("en", "de", "fr"),
                 seed: int = 0, valid_percent: float = 0.05, jobs: int = 2) -> dict:
-    """Synthesise the corpus into `out_dir`; returns the summary (also in summary.json)."""
-    out = Path(out_dir)
-    stream, specs, rendered, seconds = spec_stream(tuple(languages), seed), [], [], 0.0
+    """Synthesise the corpus into `out_dir`; returns the summary (also in summary.json).
+
+    With `valid_percent` > 0 and two utterances or more, valid gets at least one.
+    """
+    if not hours > 0:
+        raise ValueError(f"--hours must be positive, got {hours:g}; e.g. --hours 0.5 for half an hour of speech")
+    check_valid_percent(valid_percent)
+    stream = spec_stream(tuple(languages), seed)
+    out = output_folder(out_dir)  # only once every setting is known to be good
+    specs, rendered, seconds = [], [], 0.0
     bar = tqdm(total=round(hours * 3600), desc="synthesise", unit="s audio", mininterval=2)
     while seconds < hours * 3600:  # render in rounds until the audio adds up to `hours`
         round_specs = [next(stream) for _ in range(RENDER_ROUND)]
@@ -176,12 +188,13 @@ def make_corpus(out_dir: str | Path, hours: float = 0.5, languages: tuple[str, .
     import soundfile as sf
 
     rng = np.random.default_rng(seed + 1)
+    in_valid = ensure_valid([rng.random() < valid_percent for _ in specs], valid_percent, seed + 1)
     splits = {"train": ([], []), "valid": ([], [])}
-    for spec, (wav, phones) in zip(specs, rendered):
+    for spec, (wav, phones), valid in zip(specs, rendered, in_valid):
         path = out / "wav" / f"{spec.uid}.wav"
         path.parent.mkdir(parents=True, exist_ok=True)
         sf.write(path, wav, SAMPLE_RATE, subtype="PCM_16")
-        entries, aligned = splits["valid" if rng.random() < valid_percent else "train"]
+        entries, aligned = splits["valid" if valid else "train"]
         entries.append((f"{spec.uid}.wav", len(wav)))
         aligned.append(f"{spec.uid}\t{','.join(phones)}\n")
     for split, (entries, aligned) in splits.items():

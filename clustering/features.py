@@ -17,9 +17,10 @@ from typing import Callable
 import numpy as np
 from tqdm import tqdm
 
-from .audio import MFCC_HOP, MFCC_WINDOW, SAMPLE_RATE, load_audio
+from .audio import MFCC_HOP, MFCC_WINDOW, SAMPLE_RATE, load_audio, short_audio_reason
 from .malloc import reuse_freed_memory
 from .manifest import Manifest
+from .paths import output_folder
 from .shards import NpyRowWriter
 
 FeatureFn = Callable[[np.ndarray], np.ndarray]  # wav (samples,) float32 -> (frames, dim) float32
@@ -112,14 +113,36 @@ def shard_paths(out_dir: str | Path, split: str, rank: int, nshard: int) -> tupl
     return stem.with_suffix(".npy"), stem.with_suffix(".len")
 
 
+class FeatureError(ValueError):
+    """A feature function that failed on an utterance; the message names its file and manifest line."""
+
+
+def utterance_features(feature_fn: FeatureFn, path: Path, line: int) -> np.ndarray:
+    """`feature_fn` of the audio at `path` (manifest line `line`), (frames, dim) float32.
+
+    An error of the feature function is raised again as FeatureError naming the file
+    and the line, with the fix when the audio is shorter than one frame.
+    """
+    wav = load_audio(path)
+    try:
+        return np.asarray(feature_fn(wav), dtype=np.float32)
+    except Exception as error:
+        short = short_audio_reason(len(wav))
+        fix = (f"{short}: remove the line or rescan with `hubert manifest`, which rejects it" if short
+               else "check this file")
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise FeatureError(f"{path} (manifest line {line}): feature extraction failed ({first}); "
+                           f"{fix}") from error
+
+
 class _FileFeatures:
-    """Picklable `path -> features` for worker processes."""
+    """Picklable `(path, manifest line) -> features` for worker processes."""
 
     def __init__(self, feature_fn: FeatureFn):
         self.feature_fn = feature_fn
 
-    def __call__(self, path: Path) -> np.ndarray:
-        return np.asarray(self.feature_fn(load_audio(path)), dtype=np.float32)
+    def __call__(self, item: tuple[Path, int]) -> np.ndarray:
+        return utterance_features(self.feature_fn, *item)
 
 
 def dump_features(manifest: Manifest, feature_fn: FeatureFn, out_dir: str | Path, split: str,
@@ -130,14 +153,13 @@ def dump_features(manifest: Manifest, feature_fn: FeatureFn, out_dir: str | Path
     killed at any point leaves no partial shard and its rerun writes the same
     bytes. A shard whose two files already exist is left as it is. `jobs` > 1
     decodes and computes in that many processes (order is kept); use 1 for
-    feature functions that hold a model.
+    feature functions that hold a model. An utterance the feature function fails
+    on raises FeatureError naming its audio file and manifest line.
     """
-    npy_path, len_path = shard_paths(out_dir, split, rank, nshard)
+    npy_path, len_path = shard_paths(output_folder(out_dir), split, rank, nshard)
     if npy_path.exists() and len_path.exists():
         return npy_path, len_path
-    npy_path.parent.mkdir(parents=True, exist_ok=True)
-    lines = manifest.shard(rank, nshard)
-    paths = [manifest.audio_path(i) for i in lines]
+    paths = [(manifest.audio_path(i), manifest.line_number(i)) for i in manifest.shard(rank, nshard)]
     compute = _FileFeatures(feature_fn)
     tmp_npy, tmp_len = (p.with_name(p.name + ".tmp") for p in (npy_path, len_path))
     reuse_freed_memory()  # inherited by the forked workers

@@ -12,13 +12,17 @@ plus faiss's assignment buffers (`4 * num_units` bytes per frame in blocks).
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+
+from .paths import input_file
 
 SEED_POINTS_PER_UNIT = 32  # k-means++ seeding runs on at most this many frames per unit
 SEEDINGS = 2  # k-means++ seedings tried; the one with the lowest inertia on its subsample is kept
@@ -71,17 +75,28 @@ class KMeansTeacher:
         return float(((np.asarray(feats, np.float64) - self.centroids[units]) ** 2).sum())
 
     def save(self, path: str | Path) -> None:
-        """Write `path` (.npy centroids) and `path` with .json (KMeansInfo)."""
+        """Write `path` (.npy centroids) and `path` with .json (KMeansInfo).
+
+        Both are written under temporary names and renamed when complete; on any error
+        the temporary files are removed, so a failed save leaves nothing half-written.
+        """
         path = Path(path)
-        tmp = path.with_name(path.stem + ".tmp.npy")
-        np.save(tmp, self.centroids)
-        path.with_suffix(".json").write_text(json.dumps(asdict(self.info), indent=2) + "\n")
-        tmp.replace(path)
+        meta = path.with_suffix(".json")
+        tmp_npy, tmp_meta = path.with_name(path.stem + ".tmp.npy"), meta.with_name(meta.stem + ".tmp.json")
+        try:
+            np.save(tmp_npy, self.centroids)
+            tmp_meta.write_text(json.dumps(asdict(self.info), indent=2) + "\n")
+            os.replace(tmp_meta, meta)
+            os.replace(tmp_npy, path)
+        finally:
+            for tmp in (tmp_npy, tmp_meta):
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
 
     @classmethod
     def load(cls, path: str | Path, trust_pickle: bool = False) -> "KMeansTeacher":
         """Load our .npy teacher, or fairseq's joblib k-means (only with `trust_pickle`)."""
-        path = Path(path)
+        path = input_file(path, "k-means teacher")
         if path.suffix == ".npy":
             meta = path.with_suffix(".json")
             centroids = np.load(path)

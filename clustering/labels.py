@@ -2,12 +2,15 @@
 unit ids), `dict.km.txt` (`i 1` per unit) and `labels.json` (what made them)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from .paths import input_file
 
 
 class LabelError(ValueError):
@@ -30,15 +33,66 @@ class LabelInfo:
 
     @classmethod
     def load(cls, directory: str | Path) -> "LabelInfo":
+        """Read `directory`/labels.json; LabelError naming the file and the key for anything malformed."""
         path = Path(directory) / "labels.json"
-        if not path.exists():
+        if not path.is_file():
             raise LabelError(f"{path}: missing; label directories are made by `hubert labels`")
-        return cls(**json.loads(path.read_text()))
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise LabelError(f"{path}: not valid JSON ({error}); rerun `hubert labels` to rewrite it") from None
+        _check_info_keys(path, data)
+        return cls(**data)
+
+    def check_lines(self, path: str | Path, split: str, num_utterances: int) -> None:
+        """LabelError when `lines` lists `split` with a count other than the manifest's `num_utterances`.
+
+        `path` is this labels.json, for the message; splits it does not list are not checked.
+        """
+        listed = self.lines.get(split)
+        if listed is not None and listed != num_utterances:
+            raise LabelError(f"{path}: lists {listed} utterances for split {split!r}, but the manifest has "
+                             f"{num_utterances}; the labels were made for another manifest: rerun `hubert labels`")
+
+
+_INFO_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "dict[str, int]": (dict,)}
+
+
+def _check_info_keys(path: Path, data) -> None:
+    """LabelError unless `data` has every LabelInfo key without a default, no others, each of its type."""
+    if not isinstance(data, dict):
+        raise LabelError(f"{path}: expected a JSON object of label settings, got {type(data).__name__}; "
+                         "rerun `hubert labels` to rewrite it")
+    fields = {f.name: f for f in dataclasses.fields(LabelInfo)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise LabelError(f"{path}: unknown key {unknown[0]!r} (known: {', '.join(fields)}); remove it")
+    for name, spec in fields.items():
+        if name not in data:
+            if spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING:
+                raise LabelError(f"{path}: missing key {name!r}; rerun `hubert labels` to rewrite it")
+            continue
+        value = data[name]
+        if isinstance(value, bool) or not isinstance(value, _INFO_TYPES[spec.type]):
+            raise LabelError(f"{path}: key {name!r} must be {spec.type}, got {value!r}; "
+                             "rerun `hubert labels` to rewrite it")
+    _check_info_values(path, data)
+
+
+def _check_info_values(path: Path, data: dict) -> None:
+    """LabelError for a non-positive num_units or label_rate, or a `lines` entry that is not a count."""
+    for name in ("num_units", "label_rate"):
+        if name in data and not data[name] > 0:
+            raise LabelError(f"{path}: key {name!r} must be positive, got {data[name]!r}")
+    for split, count in data.get("lines", {}).items():
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise LabelError(f"{path}: key 'lines' must map each split to its number of utterances, "
+                             f"got {split!r}: {count!r}")
 
 
 def read_labels(path: str | Path) -> list[np.ndarray]:
     """Unit ids per utterance, in file order; each an int64 array (frames,)."""
-    path = Path(path)
+    path = input_file(path, "label file")
     rows = []
     for number, line in enumerate(path.read_text().splitlines(), start=1):
         try:
@@ -86,8 +140,34 @@ def check_labels(path: str | Path, rows: list[np.ndarray], manifest, label_rate:
                 f"{manifest.sizes[i]} samples need about {expected:.0f} at {label_rate:g} Hz; "
                 "check the label rate (100 for MFCC, 50 for layer labels) and the manifest")
         if len(row) and (row.min() < 0 or row.max() >= num_units):
-            raise LabelError(f"{path}:{i + 1}: unit id {int(row.max())} outside the dictionary "
-                             f"of {num_units} units (utterance {manifest.paths[i]})")
+            raise _unit_error(path, rows, i, manifest.paths[i], num_units)
+
+
+def _unit_error(path, rows: list[np.ndarray], i: int, utterance: str, num_units: int) -> LabelError:
+    """The error for line i + 1 holding an id outside 0..num_units-1, with the largest id in the file."""
+    row = rows[i]
+    bad = int(row.min()) if row.min() < 0 else int(row.max())
+    largest = max(int(r.max()) for r in rows if len(r))
+    return LabelError(f"{path}:{i + 1}: unit id {bad} outside the dictionary of {num_units} units "
+                      f"(utterance {utterance}); the largest id in the file is {largest}: give the number "
+                      "of units of the teacher that made these labels (labels.json num_units, --num-units)")
+
+
+def check_comparable(path_a: str | Path, rows_a: list[np.ndarray], rate_a: float,
+                     path_b: str | Path, rows_b: list[np.ndarray], rate_b: float) -> None:
+    """Raise LabelError unless two label files label the same utterances: as many lines, and
+    line for line durations (labels / rate) within LENGTH_TOLERANCE_S of each other."""
+    from .audio import LENGTH_TOLERANCE_S
+
+    if len(rows_a) != len(rows_b):
+        raise LabelError(f"{path_a} has {len(rows_a)} lines but {path_b} has {len(rows_b)} (line "
+                         f"{min(len(rows_a), len(rows_b)) + 1} is in one only); compare labels of the same manifest")
+    for i, (a, b) in enumerate(zip(rows_a, rows_b)):
+        seconds_a, seconds_b = len(a) / rate_a, len(b) / rate_b
+        if abs(seconds_a - seconds_b) > LENGTH_TOLERANCE_S:
+            raise LabelError(f"{path_a}:{i + 1} has {len(a)} labels at {rate_a:g} Hz ({seconds_a:.2f} s) but "
+                             f"{path_b}:{i + 1} has {len(b)} at {rate_b:g} Hz ({seconds_b:.2f} s); compare labels "
+                             "of the same manifest, each with its own label rate")
 
 
 def check_dictionary(directory: str | Path, num_units: int) -> None:
@@ -104,6 +184,7 @@ def check_dictionary(directory: str | Path, num_units: int) -> None:
 def load_checked_labels(directory: str | Path, split: str, manifest) -> tuple[LabelInfo, list[np.ndarray]]:
     """labels.json, dictionary and `{split}.km` of `directory`, checked against `manifest`."""
     info = LabelInfo.load(directory)
+    info.check_lines(Path(directory) / "labels.json", split, len(manifest))
     check_dictionary(directory, info.num_units)
     path = Path(directory) / f"{split}.km"
     if not path.exists():

@@ -7,6 +7,8 @@ owns (fairseq's rounding).
 from __future__ import annotations
 
 import os
+import random
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,12 +21,14 @@ class ManifestError(ValueError):
 class Manifest:
     """An audio root and its utterances, in file order.
 
-    `paths[i]` is relative to `root`; `sizes[i]` is its length in 16 kHz samples.
+    `paths[i]` is relative to `root`; `sizes[i]` is its length in 16 kHz samples;
+    `lines[i]` is the line of the manifest file that lists it (empty: not read from a file).
     """
 
     root: Path
     paths: tuple[str, ...]
     sizes: tuple[int, ...]
+    lines: tuple[int, ...] = ()
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -36,12 +40,18 @@ class Manifest:
         """Path without its extension, as alignments and transcripts name utterances."""
         return os.path.splitext(self.paths[index])[0]
 
+    def line_number(self, index: int) -> int:
+        """Line of the manifest file listing utterance `index` (line 1 is the root)."""
+        return self.lines[index] if self.lines else index + 2
+
     def shard(self, rank: int, nshard: int) -> range:
         return shard_range(len(self), rank, nshard)
 
     def subset(self, indices) -> "Manifest":
         """The utterances at `indices`, in that order."""
-        return Manifest(self.root, tuple(self.paths[i] for i in indices), tuple(self.sizes[i] for i in indices))
+        indices = list(indices)
+        return Manifest(self.root, tuple(self.paths[i] for i in indices), tuple(self.sizes[i] for i in indices),
+                        tuple(self.line_number(i) for i in indices))
 
 
 def shard_range(num_lines: int, rank: int, nshard: int) -> range:
@@ -55,15 +65,9 @@ def shard_range(num_lines: int, rank: int, nshard: int) -> range:
 
 def read_manifest(path: str | Path) -> Manifest:
     """Parse and validate a manifest file."""
-    path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise ManifestError(f"{path}: manifest not found; make one with `hubert manifest AUDIO_DIR OUT_DIR`") from None
-    if not lines or not lines[0].strip():
-        raise ManifestError(f"{path}:1: first line must be the audio root directory")
+    lines = _manifest_lines(Path(path))
     root = Path(lines[0].strip())
-    paths, sizes = [], []
+    paths, sizes, numbers = [], [], []
     for number, line in enumerate(lines[1:], start=2):
         if not line.strip():
             continue
@@ -77,7 +81,46 @@ def read_manifest(path: str | Path) -> Manifest:
             raise ManifestError(f"{path}:{number}: {fields[0]} has {size} samples; remove this line")
         paths.append(fields[0])
         sizes.append(size)
-    return Manifest(root, tuple(paths), tuple(sizes))
+        numbers.append(number)
+    return Manifest(root, tuple(paths), tuple(sizes), tuple(numbers))
+
+
+_UTTERANCE_LINE = re.compile(r"[^\t]+\t\s*\d+\s*")
+
+
+def _manifest_lines(path: Path) -> list[str]:
+    """Lines of the manifest at `path`, the first checked to be an audio root, not an utterance."""
+    if path.is_dir():
+        raise ManifestError(f"{path}: is a folder; give the manifest file in it (e.g. {path / 'train.tsv'})")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise ManifestError(f"{path}: manifest not found; make one with `hubert manifest AUDIO_DIR OUT_DIR`") from None
+    except UnicodeDecodeError:
+        raise ManifestError(f"{path}: not UTF-8 text, so not a manifest; give the .tsv that "
+                            "`hubert manifest` wrote") from None
+    if not lines or not lines[0].strip():
+        raise ManifestError(f"{path}:1: first line must be the audio root folder; add it")
+    if _UTTERANCE_LINE.fullmatch(lines[0]):
+        raise ManifestError(f"{path}:1: first line must be the audio root folder, got {lines[0]!r}; "
+                            "add it (the folder the relative paths start from) above this line")
+    return lines
+
+
+def check_valid_percent(valid_percent: float) -> None:
+    """ValueError unless 0 <= valid_percent < 1: it is the fraction of utterances put in valid."""
+    if not 0 <= valid_percent < 1:
+        raise ValueError(f"--valid-percent must be in [0, 1), got {valid_percent:g}: it is a fraction "
+                         "(0.01 puts 1% of the utterances in valid.tsv)")
+
+
+def ensure_valid(in_valid: list[bool], valid_percent: float, seed: int) -> list[bool]:
+    """`in_valid` (one flag per good utterance), with one utterance chosen by `seed` moved to
+    valid when `valid_percent` > 0 picked none of two or more: a tiny corpus still has a valid split."""
+    if valid_percent <= 0 or len(in_valid) < 2 or any(in_valid):
+        return in_valid
+    chosen = random.Random(seed).randrange(len(in_valid))
+    return [i == chosen for i in range(len(in_valid))]
 
 
 def write_manifest(path: str | Path, root: str | Path, entries: list[tuple[str, int]]) -> None:

@@ -7,47 +7,70 @@ from pathlib import Path
 import numpy as np
 
 from .alignments import load_alignments
-from .labels import LabelInfo, read_labels
+from .labels import LabelInfo, check_comparable, check_labels, read_labels
 from .manifest import Manifest
+from .paths import input_file, output_folder
 from .quality import joint_counts, pair_frames, purity_pnmi, teacher_agreement, unit_usage
 
 
 def analyse_labels(label_file: str | Path, label_rate: float, num_units: int, manifest: Manifest,
                    alignments: str | Path | None = None, alignment_format: str | None = None,
                    compare: tuple[str | Path, float] | None = None) -> dict:
-    """All metrics for one label file; `compare` = (other label file, its rate) adds agreement."""
+    """All metrics for one label file; `compare` = (other label file, its rate) adds agreement.
+
+    Everything is checked before anything is computed: the labels against `manifest` (one
+    line per utterance, lengths, ids < num_units), the compared labels against these, and
+    that the alignments exist. Raises LabelError or FileNotFoundError naming the file.
+    """
     rows = read_labels(label_file)
+    check_labels(label_file, rows, manifest, label_rate, num_units)
+    other = None
+    if compare:
+        other = read_labels(compare[0])
+        check_comparable(label_file, rows, label_rate, compare[0], other, compare[1])
+    if alignments and not Path(alignments).exists():
+        raise FileNotFoundError(f"{alignments}: alignments not found; give a frame-level .tsv or a folder "
+                                "of .TextGrid / .lab files")
     result = {"labels": str(label_file), "label_rate": label_rate, "utterances": len(rows),
               "usage": unit_usage(rows, num_units)}
     if alignments:
-        uids = [manifest.utterance_id(i) for i in range(len(manifest))]
-        paired = pair_frames(rows, label_rate, manifest, load_alignments(alignments, uids, alignment_format))
-        if paired.utterances == 0:
-            raise ValueError(f"{alignments}: no utterance of {label_file} has an alignment; check the uids "
-                             f"(e.g. {uids[0]!r})")
-        counts = joint_counts(paired.phones, paired.units, len(paired.phone_names), num_units)
-        result["phones"] = {**purity_pnmi(counts), "frames": int(counts.sum()), "aligned_utterances": paired.utterances,
-                            "missing_alignment": len(paired.missing_alignment),
-                            "missing_labels": paired.missing_labels, "phone_names": paired.phone_names}
-        result["_counts"] = counts
+        result.update(_phone_metrics(rows, label_file, label_rate, num_units, manifest, alignments, alignment_format))
     if compare:
-        other, rate = compare
-        result["agreement"] = {"with": str(other), **teacher_agreement(rows, label_rate, read_labels(other), rate)}
+        result["agreement"] = {"with": str(compare[0]), **teacher_agreement(rows, label_rate, other, compare[1])}
     return result
 
 
-def label_source(path: str | Path, split: str) -> tuple[Path, LabelInfo | None]:
-    """A label folder (with labels.json) or a single .km file."""
+def _phone_metrics(rows: list[np.ndarray], label_file, label_rate: float, num_units: int, manifest: Manifest,
+                   alignments, alignment_format: str | None) -> dict:
+    """{"phones": purity and PNMI, "_counts": (phones, units) frame counts} against the alignments."""
+    uids = [manifest.utterance_id(i) for i in range(len(manifest))]
+    paired = pair_frames(rows, label_rate, manifest, load_alignments(alignments, uids, alignment_format))
+    if paired.utterances == 0:
+        raise ValueError(f"{alignments}: no utterance of {label_file} has an alignment; check the uids "
+                         f"(e.g. {uids[0]!r})")
+    counts = joint_counts(paired.phones, paired.units, len(paired.phone_names), num_units)
+    phones = {**purity_pnmi(counts), "frames": int(counts.sum()), "aligned_utterances": paired.utterances,
+              "missing_alignment": len(paired.missing_alignment), "missing_labels": paired.missing_labels,
+              "phone_names": paired.phone_names}
+    return {"phones": phones, "_counts": counts}
+
+
+def label_source(path: str | Path, split: str, manifest: Manifest) -> tuple[Path, LabelInfo | None]:
+    """A label folder (with labels.json) or a single .km file: (the `split` label file, its info).
+
+    A folder's labels.json must list as many `split` utterances as `manifest` has.
+    """
     path = Path(path)
-    if path.is_dir():
-        return path / f"{split}.km", LabelInfo.load(path)
-    return path, None
+    if not path.is_dir():
+        return input_file(path, "label file"), None
+    info = LabelInfo.load(path)
+    info.check_lines(path / "labels.json", split, len(manifest))
+    return path / f"{split}.km", info
 
 
 def write_report(result: dict, out_dir: str | Path, layer_scores: dict[int, float] | None = None) -> Path:
     """quality.json, report.md, and plots (phone_given_unit.png, unit_usage.png, pnmi_per_layer.png)."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(out_dir)
     counts = result.pop("_counts", None)
     if layer_scores:
         result["layer_pnmi"] = {str(k): v for k, v in layer_scores.items()}

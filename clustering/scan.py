@@ -1,6 +1,7 @@
 """Scan a folder of audio into train/valid manifests, rejecting bad files."""
 from __future__ import annotations
 
+import errno
 import os
 import random
 from concurrent.futures import ProcessPoolExecutor
@@ -9,8 +10,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .audio import AUDIO_EXTENSIONS, AudioError, load_audio
-from .manifest import write_manifest
+from .audio import AUDIO_EXTENSIONS, AudioError, load_audio, short_audio_reason
+from .manifest import check_valid_percent, ensure_valid, write_manifest
+from .paths import input_folder, output_folder
 
 
 @dataclass
@@ -24,20 +26,101 @@ class ScanResult:
                 f"{len(self.rejected)} rejected")
 
 
-def find_audio(audio_dir: Path, extensions: tuple[str, ...] = AUDIO_EXTENSIONS) -> list[str]:
+def find_audio(audio_dir: str | Path, extensions: tuple[str, ...] = AUDIO_EXTENSIONS) -> list[str]:
     """Relative paths of audio files under `audio_dir`, sorted, so scans are deterministic."""
+    return walk_audio(audio_dir, extensions)[0]
+
+
+def walk_audio(audio_dir: str | Path, extensions: tuple[str, ...] = AUDIO_EXTENSIONS
+               ) -> tuple[list[str], list[tuple[str, str]]]:
+    """(sorted relative paths of audio files, [(relpath, reason)] of links and folders skipped).
+
+    Links to folders are followed, each real folder walked once: the folders really
+    under `audio_dir` first, then link targets in sorted order. A link back to a folder
+    being walked (a loop), a second link to a folder already walked, a dangling link
+    and an unreadable folder are skipped with their reason, so the walk always ends.
+    """
+    audio_dir = Path(audio_dir)
     suffixes = {"." + e.lower().lstrip(".") for e in extensions}
-    found = [str(p.relative_to(audio_dir)) for p in audio_dir.rglob("*")
-             if p.is_file() and p.suffix.lower() in suffixes]
-    return sorted(found)
+    walked = {os.path.realpath(audio_dir): ""}  # real path -> relpath it was walked as
+    found, rejected, tops = [], [], [""]  # tops: the audio folder, then each link followed
+    while tops:
+        files, links, skipped = _walk_real_folders(audio_dir, tops.pop(0), walked)
+        found += [rel for rel in files if os.path.splitext(rel)[1].lower() in suffixes]
+        rejected += skipped
+        for rel in sorted(links):
+            reason = _link_problem(audio_dir, rel, walked)
+            if reason:
+                rejected.append((rel, reason))
+            else:
+                walked[os.path.realpath(audio_dir / rel)] = rel
+                tops.append(rel)
+    return sorted(found), sorted(rejected)
+
+
+def _walk_real_folders(audio_dir: Path, top: str, walked: dict[str, str]
+                       ) -> tuple[list[str], list[str], list[tuple[str, str]]]:
+    """(files, links to folders or nowhere, skipped folders) under `audio_dir / top`, links not followed.
+
+    Paths are relative to `audio_dir`; every real folder walked is recorded in `walked`.
+    """
+    files, links, skipped, pending = [], [], [], [top]
+    while pending:
+        folder = pending.pop()
+        try:
+            entries = list(os.scandir(audio_dir / folder))
+        except OSError as error:
+            skipped.append((folder, f"cannot read folder ({error.strerror}); fix its permissions"))
+            continue
+        for entry in entries:
+            rel = os.path.join(folder, entry.name) if folder else entry.name
+            if entry.is_symlink() and not os.path.isfile(entry.path):
+                links.append(rel)  # to a folder, or to nothing: judged by _link_problem
+            elif entry.is_dir():
+                real = os.path.realpath(entry.path)
+                if real in walked:  # reached before through a link to it
+                    skipped.append((rel, _repeat(walked[real])))
+                    continue
+                walked[real] = rel
+                pending.append(rel)
+            elif entry.is_file():
+                files.append(rel)
+    return files, links, skipped
+
+
+def _link_problem(audio_dir: Path, rel: str, walked: dict[str, str]) -> str:
+    """Why the link `rel` is not followed ("" when it should be): dangling, a loop, or a repeat."""
+    link = audio_dir / rel
+    try:
+        os.stat(link)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return "link loop: the links lead back to each other; fix or remove the link"
+        return f"dangling link to {os.readlink(link)}; fix or remove the link"
+    target = os.path.realpath(link)
+    if target not in walked:
+        return ""
+    if os.path.commonpath([target, os.path.realpath(link.parent)]) == target:
+        return f"link loop: points back to {_name(walked[target])}, which contains it; skipped"
+    return _repeat(walked[target])
+
+
+def _repeat(first: str) -> str:
+    return f"same folder as {_name(first)}, already scanned; skipped so no file is listed twice"
+
+
+def _name(rel: str) -> str:
+    return rel or "the audio folder itself"
 
 
 def _probe(path: str) -> tuple[int, str]:
     """(num_samples, "") for a usable file, (0, reason) for a bad one."""
     try:
-        return len(load_audio(path)), ""
+        num_samples = len(load_audio(path))
     except AudioError as error:
         return 0, str(error).split(": ", 1)[-1]
+    reason = short_audio_reason(num_samples)
+    return (0, reason) if reason else (num_samples, "")
 
 
 def scan_audio(audio_dir: str | Path, extensions: tuple[str, ...] = AUDIO_EXTENSIONS,
@@ -46,37 +129,49 @@ def scan_audio(audio_dir: str | Path, extensions: tuple[str, ...] = AUDIO_EXTENS
     """Decode every file under `audio_dir` and split the good ones into train/valid.
 
     Each file goes to valid with probability `valid_percent`, decided by a
-    generator seeded with `seed` in sorted path order, so a seed fixes the split.
-    With `strict`, the first bad file raises AudioError instead of being rejected.
+    generator seeded with `seed` in sorted path order, so a seed fixes the split;
+    with `valid_percent` > 0 and two good files or more, valid gets at least one.
+    Files shorter than MIN_AUDIO_SAMPLES are rejected, as are dangling links and
+    link loops (see `walk_audio`). With `strict`, the first bad file raises
+    AudioError instead of being rejected.
     """
-    audio_dir = Path(audio_dir).resolve()
-    if not audio_dir.is_dir():
-        raise FileNotFoundError(f"{audio_dir}: not a directory")
-    relpaths = find_audio(audio_dir, extensions)
+    check_valid_percent(valid_percent)
+    audio_dir = input_folder(audio_dir, "audio folder").resolve()
+    relpaths, skipped = walk_audio(audio_dir, extensions)
     if not relpaths:
         raise AudioError(f"{audio_dir}: no files with extension {', '.join(extensions)}")
-    jobs = jobs or min(len(relpaths), os.cpu_count() or 1)
-    full = [str(audio_dir / r) for r in relpaths]
-    with ProcessPoolExecutor(jobs) if jobs > 1 else _Serial() as pool:
-        probed = list(tqdm(pool.map(_probe, full, chunksize=8), total=len(full),
-                           desc="scan audio", unit="file"))
-    rng = random.Random(seed)
-    result = ScanResult([], [], [])
+    probed = _probe_all([str(audio_dir / r) for r in relpaths], jobs)
+    result, good = ScanResult([], [], list(skipped)), []
     for rel, (size, reason) in zip(relpaths, probed):
+        if reason and strict:
+            raise AudioError(f"{audio_dir / rel}: {reason} (rerun without --strict to skip it)")
         if reason:
-            if strict:
-                raise AudioError(f"{audio_dir / rel}: {reason} (rerun without --strict to skip it)")
             result.rejected.append((rel, reason))
-            continue
-        split = result.valid if rng.random() < valid_percent else result.train
-        split.append((rel, size))
+        else:
+            good.append((rel, size))
+    result.train, result.valid = _split(good, valid_percent, seed)
     return result
+
+
+def _split(good: list[tuple[str, int]], valid_percent: float, seed: int):
+    """(train, valid): each entry to valid with probability `valid_percent`, at least one of two or more."""
+    rng = random.Random(seed)
+    in_valid = ensure_valid([rng.random() < valid_percent for _ in good], valid_percent, seed)
+    train = [entry for entry, valid in zip(good, in_valid) if not valid]
+    return train, [entry for entry, valid in zip(good, in_valid) if valid]
+
+
+def _probe_all(paths: list[str], jobs: int | None) -> list[tuple[int, str]]:
+    """`_probe` of every path, in `jobs` processes (default: one per core), in order."""
+    jobs = jobs or min(len(paths), os.cpu_count() or 1)
+    with ProcessPoolExecutor(jobs) if jobs > 1 else _Serial() as pool:
+        return list(tqdm(pool.map(_probe, paths, chunksize=8), total=len(paths),
+                         desc="scan audio", unit="file"))
 
 
 def write_scan(result: ScanResult, audio_dir: str | Path, out_dir: str | Path) -> None:
     """Write train.tsv, valid.tsv and rejected.tsv into `out_dir`."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = output_folder(out_dir)
     write_manifest(out_dir / "train.tsv", audio_dir, result.train)
     write_manifest(out_dir / "valid.tsv", audio_dir, result.valid)
     lines = "".join(f"{rel}\t{reason}\n" for rel, reason in result.rejected)

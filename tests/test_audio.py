@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from clustering.audio import (CONV_STRIDE, FRAME_RATE, MFCC_RATE, SAMPLE_RATE, AudioError,
-                              label_index, load_audio, num_model_frames)
+from clustering.audio import (CONV_STRIDE, FRAME_RATE, MFCC_RATE, MFCC_WINDOW, MIN_AUDIO_SAMPLES, SAMPLE_RATE,
+                              AudioError, label_index, load_audio, num_model_frames, short_audio_reason)
 
 
 def tone(seconds, rate, freq=440.0):
@@ -73,3 +73,10 @@ def test_minimum_length(tmp_path):
     sf.write(tmp_path / "short.wav", tone(0.1, 16000), 16000)
     with pytest.raises(AudioError, match="shorter than the minimum 3200"):
         load_audio(tmp_path / "short.wav", min_samples=3200)
+
+
+def test_the_shortest_usable_audio_is_one_25_ms_frame():
+    assert MIN_AUDIO_SAMPLES == MFCC_WINDOW == SAMPLE_RATE * 25 // 1000
+    assert num_model_frames(MIN_AUDIO_SAMPLES) == 1 and num_model_frames(MIN_AUDIO_SAMPLES - 1) == 0
+    assert short_audio_reason(MIN_AUDIO_SAMPLES) == ""
+    assert short_audio_reason(100) == "100 samples, shorter than one 25 ms frame (400 samples)"

@@ -61,3 +61,10 @@ def test_silence_frames_are_quiet_and_vowels_are_loud(corpus):
             elif phone in ("a", "e", "i", "o", "u", "ə"):
                 loud.append(energy)
     assert np.median(loud) > 30 * np.median(quiet)
+
+
+def test_a_tiny_corpus_still_gets_a_valid_utterance(tmp_path):
+    make_corpus(tmp_path, hours=0.008, languages=("en",), seed=0, valid_percent=0.01)
+    train, valid = read_manifest(tmp_path / "train.tsv"), read_manifest(tmp_path / "valid.tsv")
+    assert len(train) >= 1 and len(valid) == 1
+    assert len(alignments(tmp_path / "valid.phn.tsv")) == 1

@@ -2,10 +2,14 @@
 import numpy as np
 import pytest
 import torch
+import soundfile as sf
 import torchaudio
 
 from clustering.audio import load_audio
-from clustering.features import dump_features, mfcc_features, shard_paths
+from clustering.assign import label_audio
+from clustering.features import FeatureError, dump_features, mfcc_features, shard_paths
+from clustering.kmeans import KMeansInfo, KMeansTeacher
+from clustering.manifest import read_manifest, write_manifest
 from clustering.shards import FeatureShards
 
 
@@ -42,20 +46,16 @@ def test_shards_cover_the_manifest_in_order(tiny_manifest, tmp_path):
     assert sample.shape[1] == 39 and 0 < len(sample) < shards.num_frames
 
 
-class Crash(RuntimeError):
-    pass
-
-
 def test_killed_dump_reruns_to_identical_bytes(tiny_manifest, tmp_path):
     calls = []
 
     def crashing(wav):
         calls.append(1)
         if len(calls) == 4:
-            raise Crash("killed")
+            raise RuntimeError("killed")
         return mfcc_features(wav)
 
-    with pytest.raises(Crash):
+    with pytest.raises(FeatureError, match=r"u3.wav \(manifest line 5\): feature extraction failed \(killed\)"):
         dump_features(tiny_manifest, crashing, tmp_path / "a", "train")
     npy, lens = shard_paths(tmp_path / "a", "train", 0, 1)
     assert not npy.exists() and not lens.exists()  # no partial shard is visible
@@ -69,3 +69,25 @@ def test_killed_dump_reruns_to_identical_bytes(tiny_manifest, tmp_path):
 def test_missing_shard_names_the_file_and_fix(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"train_0_2.npy.*--rank 0 --nshard 2"):
         FeatureShards(tmp_path, "train", 2)
+
+
+def cnn_features(wav):
+    """Stand-in for a model's CNN: one 400-sample kernel, stride 320, (frames, 1)."""
+    x = torch.from_numpy(wav)[None, None]
+    return torch.nn.functional.conv1d(x, torch.ones(1, 1, 400), stride=320)[0].T.numpy()
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_failing_utterance_is_named_with_its_manifest_line(tmp_path, jobs):
+    (tmp_path / "audio").mkdir()
+    sf.write(tmp_path / "audio" / "long.wav", np.zeros(16000, np.float32), 16000)
+    sf.write(tmp_path / "audio" / "short.wav", np.zeros(100, np.float32), 16000)
+    write_manifest(tmp_path / "train.tsv", tmp_path / "audio", [("long.wav", 16000), ("short.wav", 100)])
+    manifest = read_manifest(tmp_path / "train.tsv")
+    expected = (r"short.wav \(manifest line 3\): feature extraction failed \(Calculated padded input size.*\); "
+                r"100 samples, shorter than one 25 ms frame \(400 samples\): remove the line")
+    with pytest.raises(FeatureError, match=expected):
+        dump_features(manifest, cnn_features, tmp_path / "f", "train", jobs=jobs)
+    teacher = KMeansTeacher(np.zeros((2, 1), np.float32), KMeansInfo(2, 1, "test"))
+    with pytest.raises(FeatureError, match=expected):
+        label_audio(manifest, cnn_features, teacher)

@@ -49,3 +49,19 @@ def test_save_load_and_pickle_needs_trust(tmp_path):
 def test_too_few_frames_is_a_clear_error():
     with pytest.raises(ValueError, match="at least 50 frames"):
         fit_kmeans(np.zeros((10, 3), np.float32), 50)
+
+
+def test_a_failed_save_leaves_no_temporary_files(tmp_path):
+    with pytest.raises(TypeError):  # no KMeansInfo to write
+        KMeansTeacher(np.zeros((2, 3), np.float32), None).save(tmp_path / "km.npy")
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "km.json").mkdir()  # the metadata cannot replace a folder
+    teacher = fit_kmeans(planted(num_units=2)[0], 2)
+    with pytest.raises(OSError):
+        teacher.save(tmp_path / "km.npy")
+    assert [p.name for p in tmp_path.iterdir()] == ["km.json"]
+
+
+def test_loading_a_missing_teacher_names_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"km.npy: k-means teacher not found"):
+        KMeansTeacher.load(tmp_path / "km.npy")

@@ -6,7 +6,8 @@ from clustering.assign import (assign_all, finish_label_dir, label_audio, merge_
                                shard_label_path)
 from clustering.features import dump_features, mfcc_features
 from clustering.kmeans import fit_kmeans
-from clustering.labels import LabelError, LabelInfo, load_checked_labels, read_labels, write_labels
+from clustering.labels import (LabelError, LabelInfo, check_comparable, load_checked_labels, read_labels,
+                               write_labels)
 from clustering.shards import FeatureShards
 
 
@@ -80,5 +81,38 @@ def test_unit_outside_dictionary_is_refused(tiny_manifest, tmp_path):
     rows = good_rows(tiny_manifest)
     rows[2][5] = 8
     d = make_label_dir(tmp_path, tiny_manifest, rows)
-    with pytest.raises(LabelError, match=r"train.km:3: unit id 8 outside the dictionary"):
+    with pytest.raises(LabelError, match=r"train.km:3: unit id 8 outside the dictionary.*largest id in the file is 8"):
         load_checked_labels(d, "train", tiny_manifest)
+
+
+@pytest.mark.parametrize("text, message", [
+    ('{"label_rate": 100}', r"labels.json: missing key 'num_units'"),
+    ('{"num_units": 8, "label_rate": 100, "rate": 50}', r"labels.json: unknown key 'rate'"),
+    ('{"num_units": "8", "label_rate": 100}', r"labels.json: key 'num_units' must be int, got '8'"),
+    ('{"num_units": 8, "label_rate": 100, "lines": [7]}', r"labels.json: key 'lines' must be dict\[str, int\]"),
+    ('{"num_units": 8, "label_rate": 100, "lines": {"train": "7"}}', r"labels.json: key 'lines' must map each split"),
+    ('{"num_units": 0, "label_rate": 100}', r"labels.json: key 'num_units' must be positive, got 0"),
+    ('{"num_units": 8, "label_rate": 100', r"labels.json: not valid JSON"),
+    ('[8, 100]', r"labels.json: expected a JSON object"),
+])
+def test_malformed_labels_json_names_the_file_and_key(tmp_path, text, message):
+    (tmp_path / "labels.json").write_text(text)
+    with pytest.raises(LabelError, match=message):
+        LabelInfo.load(tmp_path)
+
+
+def test_labels_json_line_counts_must_match_the_manifest(tiny_manifest, tmp_path):
+    d = make_label_dir(tmp_path, tiny_manifest, good_rows(tiny_manifest))
+    LabelInfo(8, 100, lines={"train": 6, "valid": 2}).save(d)
+    with pytest.raises(LabelError, match=r"labels.json: lists 6 utterances for split 'train', but the "
+                                         r"manifest has 7"):
+        load_checked_labels(d, "train", tiny_manifest)
+
+
+def test_two_label_sets_must_cover_the_same_utterances(tmp_path):
+    a = [np.zeros(100, int), np.zeros(50, int)]  # 1 s and 0.5 s at 100 Hz
+    check_comparable("a.km", a, 100, "b.km", [np.zeros(49, int), np.zeros(25, int)], 50)
+    with pytest.raises(LabelError, match=r"a.km has 2 lines but b.km has 1 \(line 2 is in one only\)"):
+        check_comparable("a.km", a, 100, "b.km", [np.zeros(50, int)], 50)
+    with pytest.raises(LabelError, match=r"a.km:2 has 50 labels at 100 Hz \(0.50 s\) but b.km:2 has 50 at 50 Hz"):
+        check_comparable("a.km", a, 100, "b.km", [np.zeros(50, int), np.zeros(50, int)], 50)

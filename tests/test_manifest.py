@@ -1,13 +1,14 @@
 """Manifests: bad files are rejected and listed, malformed lines are reported with their number."""
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
 from clustering.manifest import ManifestError, read_manifest, shard_range
-from clustering.scan import scan_audio, write_scan
+from clustering.scan import find_audio, scan_audio, walk_audio, write_scan
 from pipelines.cli import main
 
 
@@ -60,6 +61,84 @@ def test_written_manifest_round_trips(audio_dir, tmp_path):
     manifest = read_manifest(tmp_path / "train.tsv")
     assert list(zip(manifest.paths, manifest.sizes)) == result.train
     assert manifest.utterance_id(0) == "spk1/utt0"
+
+
+def rejected_reasons(out_dir):
+    """{relpath: reason} of rejected.tsv, checking its header."""
+    lines = (out_dir / "rejected.tsv").read_text().splitlines()
+    assert lines[0] == "path\treason"
+    return dict(line.split("\t") for line in lines[1:])
+
+
+def test_audio_shorter_than_one_frame_is_rejected_with_its_length(audio_dir, tmp_path):
+    sf.write(audio_dir / "short.wav", np.zeros(100, np.float32), 16000)
+    sf.write(audio_dir / "one_frame.wav", np.zeros(400, np.float32), 16000)
+    write_scan(scan_audio(audio_dir, valid_percent=0, jobs=1), audio_dir, tmp_path)
+    assert rejected_reasons(tmp_path)["short.wav"] == "100 samples, shorter than one 25 ms frame (400 samples)"
+    assert "one_frame.wav" in read_manifest(tmp_path / "train.tsv").paths
+
+
+def test_links_are_followed_once_and_loops_and_dangling_links_rejected(audio_dir, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    sf.write(elsewhere / "far.flac", 0.1 * np.ones(1600), 16000)
+    (audio_dir / "linked").symlink_to(elsewhere)
+    (audio_dir / "spk1" / "up").symlink_to(audio_dir)  # a loop
+    (audio_dir / "again").symlink_to(audio_dir / "spk1")  # the same folder twice
+    (audio_dir / "gone.wav").symlink_to(tmp_path / "missing.wav")
+    (audio_dir / "ping").symlink_to(audio_dir / "pong")
+    (audio_dir / "pong").symlink_to(audio_dir / "ping")
+    found, rejected = walk_audio(audio_dir)
+    assert found == find_audio(audio_dir) == sorted(found)
+    assert "linked/far.flac" in found and len(found) == 11
+    reasons = dict(rejected)
+    assert reasons["spk1/up"].startswith("link loop: points back to the audio folder itself")
+    assert reasons["again"].startswith("same folder as spk1, already scanned")
+    assert reasons["gone.wav"] == f"dangling link to {tmp_path / 'missing.wav'}; fix or remove the link"
+    assert reasons["ping"].startswith("link loop") and reasons["pong"].startswith("link loop")
+    out = tmp_path / "m"
+    assert main(["manifest", str(audio_dir), str(out), "--valid-percent", "0", "--jobs", "1"]) == 0
+    assert set(rejected_reasons(out)) == {"broken.wav", "nan.wav", "spk1/up", "again", "gone.wav", "ping", "pong"}
+    assert "linked/far.flac" in read_manifest(out / "train.tsv").paths
+
+
+def test_a_small_folder_still_gets_a_valid_utterance(tmp_path):
+    for name in ("a.wav", "b.wav"):
+        sf.write(tmp_path / name, np.zeros(1600, np.float32), 16000)
+    for seed in range(5):
+        result = scan_audio(tmp_path, valid_percent=0.01, seed=seed, jobs=1)
+        assert len(result.valid) == 1 and len(result.train) == 1
+        assert result.valid == scan_audio(tmp_path, valid_percent=0.01, seed=seed, jobs=1).valid
+    assert not scan_audio(tmp_path, valid_percent=0, jobs=1).valid
+
+
+def test_first_line_must_be_the_audio_root(tmp_path):
+    path = tmp_path / "train.tsv"
+    path.write_text("a.flac\t16000\nb.flac\t32000\n")
+    with pytest.raises(ManifestError, match=r"train.tsv:1: first line must be the audio root folder, "
+                                            r"got 'a.flac\\t16000'; add it"):
+        read_manifest(path)
+
+
+def test_manifests_without_a_final_newline_read_fine(tmp_path):
+    path = tmp_path / "train.tsv"
+    path.write_text("/data")
+    assert read_manifest(path).root == Path("/data") and len(read_manifest(path)) == 0
+    path.write_text("/data\na.flac\t16000")
+    assert read_manifest(path).paths == ("a.flac",)
+
+
+def test_a_folder_given_as_manifest_is_named(tmp_path):
+    with pytest.raises(ManifestError, match=r"is a folder; give the manifest file in it \(e.g. .*train.tsv\)"):
+        read_manifest(tmp_path)
+
+
+def test_line_numbers_survive_blank_lines_and_subsets(tmp_path):
+    path = tmp_path / "train.tsv"
+    path.write_text("/data\na.flac\t16000\n\nb.flac\t16000\nc.flac\t16000\n")
+    manifest = read_manifest(path)
+    assert [manifest.line_number(i) for i in range(3)] == [2, 4, 5]
+    assert manifest.subset([2, 0]).line_number(0) == 5
 
 
 def test_shard_ranges_follow_fairseq_rounding():

@@ -1,7 +1,10 @@
 """`hubert kmeans`: fit a k-means teacher on a sample of dumped features."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from clustering.kmeans import fit_kmeans
+from clustering.paths import input_folder, output_file
 from clustering.shards import FeatureShards
 
 from . import add_command
@@ -24,12 +27,21 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    shards = FeatureShards(args.feature_dir, args.split, args.nshard)
+    out = teacher_path(args.out)
+    shards = FeatureShards(input_folder(args.feature_dir, "feature folder"), args.split, args.nshard)
     sample = shards.sample(args.percent, args.seed)
     print(f"fitting {args.num_units} units on {len(sample)} frames x {sample.shape[1]} dims "
           f"({sample.nbytes / 2**20:.0f} MiB)")
     teacher = fit_kmeans(sample, args.num_units, args.backend, args.seed, fraction=args.percent,
                          features=str(args.feature_dir))
-    teacher.save(args.out)
-    print(f"wrote {args.out}: inertia {teacher.info.inertia:.4g} in {teacher.info.seconds} s")
+    teacher.save(out)
+    print(f"wrote {out}: inertia {teacher.info.inertia:.4g} in {teacher.info.seconds} s")
     return 0
+
+
+def teacher_path(path: str) -> Path:
+    """`path` checked before any fitting: a .npy file name whose folder can be made."""
+    out = output_file(path)
+    if out.suffix != ".npy":
+        raise ValueError(f"{path}: a teacher is saved as .npy centroids; give a name ending in .npy")
+    return out

@@ -1,12 +1,11 @@
 """`hubert labels`: units for every utterance of one or more splits, from dumped features."""
 from __future__ import annotations
 
-from pathlib import Path
-
 from clustering.assign import assign_all, finish_label_dir, merge_label_shards, shard_label_path
 from clustering.kmeans import KMeansTeacher
 from clustering.labels import write_labels
 from clustering.manifest import read_manifest
+from clustering.paths import input_folder, output_folder
 from clustering.shards import FeatureShards
 
 from . import add_command, csv_list
@@ -33,10 +32,12 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
+    manifest_dir = input_folder(args.manifest_dir, "manifest folder")
+    if not args.merge:
+        input_folder(args.feature_dir, "feature folder")
     teacher = KMeansTeacher.load(args.teacher, trust_pickle=args.trust_pickle)
-    out = Path(args.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    manifests = {s: read_manifest(Path(args.manifest_dir) / f"{s}.tsv") for s in args.splits}
+    out = output_folder(args.out_dir)
+    manifests = {s: read_manifest(manifest_dir / f"{s}.tsv") for s in args.splits}
     for split, manifest in manifests.items():
         if args.rank is not None:  # one shard of a sharded job
             shard = FeatureShards.single(args.feature_dir, split, args.rank, args.nshard)
