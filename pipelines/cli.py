@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 
@@ -13,9 +14,10 @@ from pipelines.commands import corpus, manifest
 from pipelines.commands import status
 from pipelines.commands import features, kmeans, labels
 from pipelines.commands import export, quality, run, train
+from pipelines.commands import prune
 # add one import per subcommand here, and its module to COMMANDS below
 
-COMMANDS = (corpus, manifest, features, kmeans, labels, quality, train, export, run, status)
+COMMANDS = (corpus, manifest, features, kmeans, labels, quality, train, export, run, status, prune)
 
 EXAMPLES = """\
 examples:
@@ -39,12 +41,49 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    _take_overrides(parser, args, extra)
     try:
         return args.func(args) or 0
-    except (ValueError, FileNotFoundError) as error:  # our errors name the file and the fix
-        print(f"hubert {args.command}: error: {error}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        print(f"hubert {args.command}: interrupted; rerun the same command to continue", file=sys.stderr)
+        return 130
+    except Exception as error:  # one line for the user; the traceback only with --debug
+        if args.debug:
+            raise
+        print(f"hubert {args.command}: error: {describe_error(error)}", file=sys.stderr)
+        return exit_code(error)
+
+
+def _take_overrides(parser: argparse.ArgumentParser, args, extra: list[str]) -> None:
+    """`key=value` overrides may follow options (`run CONFIG --until it1-labels work_dir=W`)."""
+    stray = [item for item in extra if item.startswith("-") or "=" not in item]
+    if stray or (extra and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(stray or extra)}")
+    if extra:
+        args.overrides = list(args.overrides) + extra
+
+
+def describe_error(error: BaseException) -> str:
+    """The message a user reads: ours as written, system errors with the path and the fix."""
+    if isinstance(error, OSError) and error.filename is not None and not isinstance(error, FileNotFoundError):
+        hint = {errno.ENOTDIR: "a file stands where a folder is needed",
+                errno.EEXIST: "it already exists as a file; give a folder path",
+                errno.EISDIR: "it is a folder; give a file path",
+                errno.EACCES: "permission denied", errno.ENOSPC: "the disk is full"}
+        return f"{error.filename}: {hint.get(error.errno, error.strerror)}"
+    if isinstance(error, (ValueError, OSError, RuntimeError)):
+        return str(error)
+    return f"{type(error).__name__}: {error} (an internal error; rerun with --debug for the traceback)"
+
+
+def exit_code(error: BaseException) -> int:
+    """143 (as after SIGTERM) when training stopped on a signal with a checkpoint saved, else 1 or 2."""
+    trainer = sys.modules.get("pretrain.trainer")  # not loaded: the error cannot be one of its own
+    if trainer is not None and isinstance(error, trainer.Preempted):
+        return 143
+    return 1 if isinstance(error, RuntimeError) else 2
 
 
 if __name__ == "__main__":

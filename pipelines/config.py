@@ -10,6 +10,10 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pretrain.config import HEADS
+from pretrain.train_config import PRESETS
+from pretrain.typed import SettingError, at_least, fraction, from_dict, one_of, positive
+
 
 @dataclass
 class CorpusSettings:
@@ -18,6 +22,11 @@ class CorpusSettings:
     hours: float = 0.5
     languages: tuple[str, ...] = ("en", "de", "fr")
     seed: int = 0
+
+    def __post_init__(self):
+        positive(self, "hours")
+        if not self.languages:
+            raise SettingError("languages: name at least one language, e.g. en,de,fr")
 
 
 @dataclass
@@ -38,6 +47,14 @@ class IterationSettings:
     model: str = "base"
     train: dict = field(default_factory=dict)
 
+    def __post_init__(self):
+        one_of(self, "features", FEATURES)
+        one_of(self, "kmeans_backend", KMEANS_BACKENDS)
+        one_of(self, "model", PRESETS)
+        at_least(self, "layer", 1)
+        at_least(self, "num_units", 2)
+        fraction(self, "kmeans_percent")
+
 
 @dataclass
 class PipelineConfig:
@@ -57,15 +74,27 @@ class PipelineConfig:
     scan_layers: bool = True  # layer scan of the iteration-1 model in the quality report
     scan_checkpoints: bool = False  # also scan every kept iteration-1 checkpoint (PNMI over training)
 
+    def __post_init__(self):
+        fraction(self, "valid_percent", zero_ok=True)
+        at_least(self, "jobs", 0)
+        for head in self.export_heads:
+            if head not in HEADS:
+                raise SettingError(f"export_heads: unknown head {head!r}; choose from {', '.join(HEADS)}")
+
+
+FEATURES = ("mfcc", "layer")
+KMEANS_BACKENDS = ("faiss", "sklearn")
+
 
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> PipelineConfig:
-    """Read a TOML config (or the defaults when `path` is None) and apply `key=value` overrides."""
+    """Read a TOML config (or the defaults when `path` is None), apply `key=value` overrides,
+    and check the whole of it (types, ranges, presets, layers) before anything runs."""
     data: dict = {}
     if path is not None:
         path = Path(path)
         try:
             data = tomllib.loads(path.read_text())
-        except FileNotFoundError:
+        except (FileNotFoundError, IsADirectoryError):
             raise FileNotFoundError(f"{path}: config not found (see configs/ for examples)") from None
         except tomllib.TOMLDecodeError as error:
             raise ValueError(f"{path}: not valid TOML: {error}") from None
@@ -74,7 +103,9 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> PipelineC
         if not sep:
             raise ValueError(f"override {item!r} must look like key=value, e.g. iteration1.num_units=50")
         _set_dotted(data, key.strip(), parse_value(value.strip()))
-    return _build(PipelineConfig, data, "config")
+    config = from_dict(PipelineConfig, data, "")
+    check_config(config)
+    return config
 
 
 def parse_value(text: str):
@@ -87,27 +118,74 @@ def parse_value(text: str):
 
 def _set_dotted(data: dict, key: str, value) -> None:
     *parents, leaf = key.split(".")
-    for part in parents:
+    for depth, part in enumerate(parents):
         data = data.setdefault(part, {})
+        if not isinstance(data, dict):
+            raise SettingError(f"{'.'.join(parents[:depth + 1])}: is a single value, not a table; "
+                               f"cannot set {key}")
     data[leaf] = value
 
 
-def _build(cls, data: dict, where: str):
-    """Instantiate dataclass `cls` from `data`, rejecting unknown keys by name."""
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise ValueError(f"{where}: unknown setting(s) {unknown}; known: {sorted(fields)}")
-    values = {}
-    for name, value in data.items():
-        default = getattr(cls(), name)
-        if dataclasses.is_dataclass(default):
-            values[name] = _build(type(default), value, f"{where}.{name}")
-        elif isinstance(default, tuple):
-            values[name] = tuple(value.split(",") if isinstance(value, str) else value)
-        else:
-            values[name] = value
-    return cls(**values)
+def check_config(config: PipelineConfig) -> None:
+    """Checks that span sections: training overrides, the teacher layer, paths and the work folder."""
+    from pretrain.config import model_preset
+    from pretrain.train_config import apply_overrides, train_preset
+
+    for name in ("iteration1", "iteration2"):
+        it = getattr(config, name)
+        apply_overrides(train_preset(it.model), it.train, f"{name}.train")
+        if it.teacher_hf:
+            _existing_folder(f"{name}.teacher_hf", it.teacher_hf)
+    if config.iteration1.features == "layer" and not config.iteration1.teacher_hf:
+        raise SettingError("iteration1.features: 'layer' needs iteration1.teacher_hf (a Hugging Face HuBERT "
+                           "folder); iteration 1 has no earlier model, so use 'mfcc'")
+    two = config.iteration2
+    if two.features == "layer":
+        depth = _teacher_depth(two.teacher_hf) if two.teacher_hf else \
+            model_preset(config.iteration1.model).num_hidden_layers
+        if two.layer > depth:
+            raise SettingError(f"iteration2.layer: {two.layer} is deeper than the teacher's {depth} layers; "
+                               f"choose 1..{depth}")
+    _check_paths(config)
+
+
+def _teacher_depth(folder: str) -> int:
+    import json
+
+    path = Path(folder) / "config.json"
+    try:
+        return int(json.loads(path.read_text())["num_hidden_layers"])
+    except (OSError, ValueError, KeyError):
+        raise SettingError(f"iteration2.teacher_hf: {path} is missing or has no num_hidden_layers; "
+                           "give a folder saved by transformers' save_pretrained") from None
+
+
+def _existing_folder(key: str, value: str) -> Path:
+    path = Path(value).expanduser()
+    if not path.is_dir():
+        raise SettingError(f"{key}: {path} {'is a file, not a folder' if path.exists() else 'does not exist'}")
+    return path
+
+
+def _check_paths(config: PipelineConfig) -> None:
+    """Inputs must exist, and must not lie inside WORK_DIR: a rerun may rewrite our stage folders."""
+    work = Path(config.work_dir).expanduser().resolve()
+    if work.exists() and not work.is_dir():
+        raise SettingError(f"work_dir: {work} is a file; give a folder")
+    inputs = {}
+    if config.audio_dir:
+        inputs["audio_dir"] = _existing_folder("audio_dir", config.audio_dir)
+    if config.alignments:
+        path = Path(config.alignments).expanduser()
+        if not path.exists():
+            raise SettingError(f"alignments: {path} does not exist")
+        inputs["alignments"] = path
+    for key, path in inputs.items():
+        path = path.resolve()
+        if path == work or work in path.parents:
+            raise SettingError(f"{key}: {path} lies inside work_dir {work}; stages rewrite their folders "
+                               "there, so keep your audio and alignments outside it (move them, or choose "
+                               "another work_dir)")
 
 
 def config_dict(config) -> dict:

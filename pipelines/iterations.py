@@ -18,14 +18,16 @@ from clustering.corpus import make_corpus
 from clustering.features import dump_features, mfcc_features
 from clustering.kmeans import KMeansTeacher, fit_kmeans
 from clustering.labels import write_labels
-from clustering.manifest import read_manifest
-from clustering.scan import scan_audio, write_scan
+from clustering.manifest import read_manifest, write_manifest
+from clustering.scan import find_audio, scan_audio, write_scan
 from clustering.shards import FeatureShards, sample_utterances
 
 from .config import IterationSettings, PipelineConfig
+from .fingerprint import file_digest, folder_fingerprint, tree_fingerprint
 from .stages import Stage
 
 SPLITS = ("train", "valid")
+CORPUS_AUDIO = "wav"  # the built-in corpus keeps its audio in data/wav/
 
 
 def build_stages(config: PipelineConfig) -> list[Stage]:
@@ -46,8 +48,7 @@ def build_stages(config: PipelineConfig) -> list[Stage]:
                   after=(f"{prefix}-features",)),
             Stage(f"{prefix}-labels", partial(_labels, data, work, prefix, it, previous, jobs), {},
                   after=(f"{prefix}-kmeans",) + feature_inputs),
-            Stage(f"{prefix}-train", partial(_train, data, work / f"{prefix}-labels", it),
-                  {"model": it.model, "train": it.train}, after=("data", f"{prefix}-labels"), resumable=True),
+            _train_stage(prefix, data, work, it),
         ]
     stages.append(Stage("export", partial(_export, work, config.export_heads),
                         {"heads": list(config.export_heads)}, after=("it2-train",)))
@@ -55,31 +56,40 @@ def build_stages(config: PipelineConfig) -> list[Stage]:
 
     stages.append(Stage("quality", partial(quality_stage, config),
                         {"scan_layers": config.scan_layers, "scan_checkpoints": config.scan_checkpoints,
-                         "alignments": config.alignments}, after=("it1-labels", "it1-train", "it2-labels")))
+                         "alignments": _alignments_fingerprint(config.alignments)}, after=("it1-labels", "it1-train", "it2-labels")))
     return stages
 
 
 def _data_stage(config: PipelineConfig) -> Stage:
+    """Manifests of the user's audio (fingerprinted by content) or of the built-in corpus."""
     if config.audio_dir:
-        run = partial(_scan, config.audio_dir, config.valid_percent, config.seed, config.jobs or None)
-        return Stage("data", run, {"audio_dir": str(Path(config.audio_dir).resolve()),
-                                   "fingerprint": _fingerprint(config.audio_dir),
-                                   "valid_percent": config.valid_percent, "seed": config.seed})
+        root = Path(config.audio_dir).expanduser().resolve()
+        run = partial(_scan, root, config.valid_percent, config.seed, config.jobs or None)
+        return Stage("data", run, {"audio": folder_fingerprint(root, find_audio(root)),
+                                   "valid_percent": config.valid_percent, "seed": config.seed},
+                     refresh=partial(_reroot, root))
     c = config.corpus
     return Stage("data", partial(_corpus, c.hours, c.languages, c.seed, config.valid_percent),
-                 {"corpus": dataclasses.asdict(c), "valid_percent": config.valid_percent})
+                 {"corpus": dataclasses.asdict(c), "valid_percent": config.valid_percent},
+                 refresh=lambda folder: _reroot(folder / CORPUS_AUDIO, folder))
 
 
-def _fingerprint(audio_dir: str) -> str:
-    """Names, sizes and times of every file: a changed folder changes the data stage's hash."""
-    import hashlib
+def _alignments_fingerprint(alignments: str) -> str:
+    """The alignments' content (a file or a folder of files), not their path."""
+    if not alignments:
+        return ""
+    path = Path(alignments).expanduser()
+    return tree_fingerprint(path) if path.is_dir() else file_digest(path, edge=path.stat().st_size)
 
-    digest = hashlib.sha256()
-    for path in sorted(Path(audio_dir).rglob("*")):
-        if path.is_file():
-            stat = path.stat()
-            digest.update(f"{path}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()[:16]
+
+def _reroot(root: Path, folder: Path) -> None:
+    """Point the manifests' first line at `root`, where the audio is now (a moved corpus or
+    work folder is not a change of data)."""
+    for split in SPLITS:
+        path = folder / f"{split}.tsv"
+        manifest = read_manifest(path)
+        if manifest.root != root:
+            write_manifest(path, root, list(zip(manifest.paths, manifest.sizes)))
 
 
 def _scan(audio_dir, valid_percent, seed, jobs, folder: Path) -> None:
@@ -93,7 +103,8 @@ def _corpus(hours, languages, seed, valid_percent, folder: Path) -> None:
 def _feature_settings(it: IterationSettings) -> dict:
     if it.features == "mfcc":
         return {"features": "mfcc"}
-    return {"features": "layer", "layer": it.layer, "teacher_hf": it.teacher_hf, "percent": it.kmeans_percent}
+    teacher = tree_fingerprint(it.teacher_hf) if it.teacher_hf else ""  # its content, not its path
+    return {"features": "layer", "layer": it.layer, "teacher_hf": teacher, "percent": it.kmeans_percent}
 
 
 def layer_feature_fn(work: Path, it: IterationSettings, previous: str):
@@ -146,13 +157,23 @@ def _labels(data: Path, work: Path, prefix: str, it: IterationSettings, previous
     finish_label_dir(folder, teacher_path, teacher, rate, _feature_settings(it)["features"], manifests)
 
 
-def _train(data: Path, label_dir: Path, it: IterationSettings, folder: Path) -> None:
-    from pretrain.config import model_preset
+def _train_stage(prefix: str, data: Path, work: Path, it: IterationSettings) -> Stage:
+    """Pretraining, fingerprinted by every resolved setting that decides the weights (defaults
+    included), not by those that only decide how it runs; `max_updates` is its budget."""
+    from pretrain.config import MaskConfig, model_preset
     from pretrain.train_config import apply_overrides, train_preset
+
+    model, config = model_preset(it.model), apply_overrides(train_preset(it.model), it.train)
+    settings = {"model": dataclasses.asdict(model), "mask": dataclasses.asdict(MaskConfig()),
+                "train": config.result_settings()}
+    return Stage(f"{prefix}-train", partial(_train, data, work / f"{prefix}-labels", model, config), settings,
+                 after=("data", f"{prefix}-labels"), resumable=True, budget={"max_updates": config.max_updates})
+
+
+def _train(data: Path, label_dir: Path, model, config, folder: Path) -> None:
     from pretrain.trainer import train
 
-    config = apply_overrides(train_preset(it.model), it.train)
-    train(data, [label_dir], folder, model_preset(it.model), config)
+    train(data, [label_dir], folder, model, config)
 
 
 def _export(work: Path, heads, folder: Path) -> None:

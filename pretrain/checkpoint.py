@@ -7,12 +7,12 @@ reported and the one before it used.
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import torch
 
 PATTERN = "update_*.pt"
+BEST = "best.pt"
 
 
 def checkpoint_path(directory: Path, update: int) -> Path:
@@ -29,24 +29,31 @@ def checkpoint_update(path: Path) -> int:
     return int(Path(path).stem.removeprefix("update_"))
 
 
-def save_checkpoint(state: dict, directory: str | Path, update: int, keep_last: int,
-                    best: bool = False) -> Path:
-    """Write `state` for `update` (temporary file, fsync, rename); prune to `keep_last`."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+def save_checkpoint(state: dict, directory: str | Path, update: int, keep_last: int) -> Path:
+    """Write `state` for `update` atomically; prune the numbered checkpoints to `keep_last`."""
     path = checkpoint_path(directory, update)
+    _atomic_save(state, path)
+    for old in checkpoint_paths(directory)[:-keep_last] if keep_last > 0 else []:
+        old.unlink()
+    return path
+
+
+def save_best(state: dict, directory: str | Path) -> Path:
+    """Write `DIR/best.pt` atomically: the weights of the lowest valid loss so far."""
+    path = Path(directory) / BEST
+    _atomic_save(state, path)
+    return path
+
+
+def _atomic_save(state: dict, path: Path) -> None:
+    """torch.save to a temporary name, fsync, rename: a crash leaves the old file or the new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
         torch.save(state, f)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    if best:
-        shutil.copyfile(path, directory / "best.pt.tmp")
-        os.replace(directory / "best.pt.tmp", directory / "best.pt")
-    for old in checkpoint_paths(directory)[:-keep_last] if keep_last > 0 else []:
-        old.unlink()
-    return path
 
 
 def load_latest(directory: str | Path, log=print) -> dict | None:

@@ -13,6 +13,7 @@ class Workers:
     rank: int
     world: int
     device: torch.device
+    owns_group: bool = False  # this call made the process group (and so tears it down)
 
     @property
     def is_main(self) -> bool:
@@ -38,11 +39,17 @@ def setup_workers(device: str = "auto") -> Workers:
         chosen = torch.device("cuda", local)
     else:
         chosen = torch.device(device)
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if chosen.type == "cuda" else "gloo")
-    return Workers(rank, world, chosen)
+    owns = world > 1 and not dist.is_initialized()
+    if owns:
+        dist.init_process_group(BACKENDS if torch.cuda.is_available() else "gloo")
+    return Workers(rank, world, chosen, owns)
 
 
 def teardown_workers(workers: Workers) -> None:
-    if workers.world > 1 and dist.is_initialized():
+    if workers.owns_group and dist.is_initialized():
         dist.destroy_process_group()
+
+
+# CPU tensors through gloo, CUDA tensors through nccl: one group serves both, so a pipeline can make
+# it once for its whole run (re-creating a group on torchrun's store collides with the old one's keys).
+BACKENDS = "cpu:gloo,cuda:nccl"

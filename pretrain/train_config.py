@@ -7,6 +7,11 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from .typed import SettingError, at_least, from_dict, one_of, positive
+
+# Settings that decide how a run goes, not what it learns: changing them never restarts training.
+RUN_ONLY = ("num_workers", "log_every", "valid_every", "save_every", "keep_last", "device", "max_bad_updates")
+
 
 @dataclass
 class TrainConfig:
@@ -41,10 +46,24 @@ class TrainConfig:
 
     def __post_init__(self):
         self.betas = tuple(self.betas)
-        if self.precision not in ("fp32", "bf16", "fp16"):
-            raise ValueError(f"precision must be fp32, bf16 or fp16, got {self.precision!r}")
-        if self.update_freq < 1 or self.max_updates < 1:
-            raise ValueError("update_freq and max_updates must be at least 1")
+        one_of(self, "precision", ("fp32", "bf16", "fp16"))
+        for name in ("lr", "eps", "clip_norm", "max_tokens", "min_sample_size", "max_sample_size"):
+            positive(self, name)
+        for name in ("update_freq", "max_updates", "max_bad_updates", "log_every", "valid_every", "save_every"):
+            at_least(self, name, 1)
+        for name in ("warmup_updates", "weight_decay", "masked_weight", "unmasked_weight", "penalty_weight",
+                     "num_workers", "keep_last"):
+            at_least(self, name, 0)
+        if not all(0 <= b < 1 for b in self.betas):
+            raise SettingError(f"betas: each must lie in [0, 1), got {self.betas}")
+        if self.device != "auto" and not self.device.startswith(("cpu", "cuda")):
+            raise SettingError(f"device: expected auto, cpu or cuda[:N], got {self.device!r}")
+
+    def result_settings(self) -> dict:
+        """The settings that decide the trained weights (a stage's fingerprint), without
+        `max_updates`: raising it continues a run instead of starting over."""
+        drop = set(RUN_ONLY) | {"max_updates"}
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in drop}
 
 
 def train_preset(name: str) -> TrainConfig:
@@ -57,13 +76,13 @@ def train_preset(name: str) -> TrainConfig:
     if name == "tiny":
         return TrainConfig(lr=2e-3, warmup_updates=20, max_updates=200, max_tokens=160_000,
                            min_sample_size=8_000, valid_every=50, save_every=50, log_every=10)
-    raise ValueError(f"unknown preset {name!r}")
+    raise SettingError(f"model: unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
 
 
-def apply_overrides(config: TrainConfig, overrides: dict) -> TrainConfig:
-    """A copy of `config` with `overrides` (field name -> value); unknown names are errors."""
-    names = {f.name for f in dataclasses.fields(config)}
-    unknown = sorted(set(overrides) - names)
-    if unknown:
-        raise ValueError(f"unknown training setting(s) {unknown}; known: {sorted(names)}")
-    return dataclasses.replace(config, **overrides)
+PRESETS = ("tiny", "small", "base", "large", "xlarge")
+
+
+def apply_overrides(config: TrainConfig, overrides: dict, where: str = "train") -> TrainConfig:
+    """A copy of `config` with `overrides` (field name -> value), each checked by type and range;
+    unknown names and bad values raise SettingError naming `where.name`."""
+    return from_dict(TrainConfig, {**dataclasses.asdict(config), **overrides}, where)

@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,9 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from .checkpoint import load_latest, save_checkpoint
+from clustering.manifest import read_manifest
+
+from .checkpoint import load_latest, save_best, save_checkpoint
 from .config import MaskConfig, ModelConfig
 from .data import Batch, BatchLoader, LabelledAudio, plan_batches, worker_batches
 from .distributed import Workers, setup_workers, teardown_workers
@@ -30,7 +33,8 @@ from .model_io import model_state
 from .train_config import TrainConfig
 
 STATS = ("masked_ce", "unmasked_ce", "num_masked", "num_unmasked", "masked_correct",
-         "unmasked_correct", "feature_penalty", "audio_samples", "batches")
+         "unmasked_correct", "feature_penalty", "audio_samples", "batches", "stop_requests")
+STOP = STATS.index("stop_requests")  # summed over workers with the other statistics: all stop together
 COLLAPSE_SHARE = 20  # predicting at most 1/20 of the units at validation is reported as a collapse
 UNMASKED_NOTE = ("note: unmasked accuracy may fall while masked accuracy rises; this is expected, "
                  "the unmasked loss weight is 0 (the paper's setting)")
@@ -38,6 +42,33 @@ UNMASKED_NOTE = ("note: unmasked accuracy may fall while masked accuracy rises; 
 
 class TrainingError(RuntimeError):
     pass
+
+
+class Preempted(TrainingError):
+    """SIGTERM arrived: the update in flight finished, a checkpoint was saved, training stopped."""
+
+
+class StopRequest:
+    """Turns SIGTERM (preemption, `kill`) into a request checked once per update, in the main thread."""
+
+    def __init__(self):
+        self.signal_name = ""
+        self._previous = None
+
+    def __enter__(self):
+        try:
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        except ValueError:  # not the main thread: leave signals alone
+            self._previous = None
+        return self
+
+    def _handle(self, number, frame):
+        self.signal_name = signal.Signals(number).name
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+        return False
 
 
 @dataclass
@@ -99,17 +130,19 @@ def train(manifest_dir: str | Path, label_dirs: list[str | Path], out_dir: str |
     when it holds a checkpoint; `init_from` starts a new run from existing weights."""
     workers = setup_workers(config.device)
     try:
-        return _train(Path(manifest_dir), [Path(d) for d in label_dirs], Path(out_dir),
-                      model_config, config, init_from, workers, log)
+        with StopRequest() as stop:
+            return _train(Path(manifest_dir), [Path(d) for d in label_dirs], Path(out_dir),
+                          model_config, config, init_from, workers, log, stop)
     finally:
         teardown_workers(workers)
 
 
-def _train(manifest_dir, label_dirs, out_dir, model_config, config, init_from, workers, log) -> TrainResult:
+def _train(manifest_dir, label_dirs, out_dir, model_config, config, init_from, workers, log,
+           stop: StopRequest) -> TrainResult:
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_dir = out_dir / "checkpoints"
     train_data = LabelledAudio(manifest_dir / "train.tsv", label_dirs, config.min_sample_size)
-    valid_data = _valid_data(manifest_dir, label_dirs, config)
+    valid_data = _valid_data(manifest_dir, label_dirs, config, log if workers.is_main else lambda m: None)
     if workers.is_main:
         log(f"train: {len(train_data)} utterances ({train_data.dropped} under {config.min_sample_size} "
             f"samples dropped); units per label set {train_data.num_units}")
@@ -128,6 +161,7 @@ def _train(manifest_dir, label_dirs, out_dir, model_config, config, init_from, w
         scaler.load_state_dict(state["scaler"])
         update, epoch, position, best = state["update"], state["epoch"], state["position"], state["best_valid"]
         log(f"resuming from update {update}")
+        _note_schedule_change(state.get("train_config", {}), config, update, log)
     net = model
     if workers.world > 1:
         net = torch.nn.parallel.DistributedDataParallel(
@@ -155,6 +189,7 @@ def _train(manifest_dir, label_dirs, out_dir, model_config, config, init_from, w
                 result = _forward(net, batch, config, workers.device)
                 scaler.scale(result.loss).backward()
             stats += _stats(result, batch)
+        stats[STOP] = 1.0 if stop.signal_name else 0.0
         stats = workers.sum(stats).cpu()
         scaler.unscale_(optimizer)
         for p in model.parameters():
@@ -184,29 +219,54 @@ def _train(manifest_dir, label_dirs, out_dir, model_config, config, init_from, w
             window, begin, data_seconds = torch.zeros(len(STATS), dtype=torch.float64), time.time(), 0.0
         if valid_data is not None and (update % config.valid_every == 0 or update == config.max_updates):
             record = logger.valid_record(update, validate(net, model, valid_data, config, workers))
-            if record["loss"] < best:
+            if record["loss"] < best:  # best.pt now, whether or not this update is saved
                 best = record["loss"]
-                is_best = True
-            else:
-                is_best = False
-        else:
-            is_best = False
-        if update % config.save_every == 0 or update == config.max_updates:
-            if workers.is_main:
-                state = {**model_state(model), "optimizer": optimizer.state_dict(),
-                         "scaler": scaler.state_dict(), "update": update, "epoch": stream.epoch,
-                         "position": stream.position, "best_valid": best,
-                         "train_config": dataclasses.asdict(config)}
-                save_checkpoint(state, ckpt_dir, update, config.keep_last, best=is_best)
-            if workers.world > 1:
-                torch.distributed.barrier()
+                if workers.is_main:
+                    save_best({**model_state(model), "update": update, "best_valid": best}, ckpt_dir)
+        stopping = stats[STOP].item() > 0
+        if update % config.save_every == 0 or update == config.max_updates or stopping:
+            _save(lambda: _full_state(model, optimizer, scaler, stream, update, best, config),
+                  ckpt_dir, update, config.keep_last, workers)
+        if stopping:
+            bar.close()
+            raise Preempted(f"stopped by {stop.signal_name or 'SIGTERM on another worker'} after update "
+                            f"{update}; checkpoint saved in {ckpt_dir}; rerun the same command to continue")
     bar.close()
     return TrainResult(update, ckpt_dir, logger.history)
 
 
-def _valid_data(manifest_dir: Path, label_dirs: list[Path], config: TrainConfig) -> LabelledAudio | None:
+def _save(state, ckpt_dir: Path, update: int, keep_last: int, workers: Workers) -> None:
+    """Worker 0 writes the checkpoint `state()` builds; the others wait for it."""
+    if workers.is_main:
+        save_checkpoint(state(), ckpt_dir, update, keep_last)
+    if workers.world > 1:
+        torch.distributed.barrier()
+
+
+def _full_state(model, optimizer, scaler, stream: MicroBatches, update: int, best: float,
+                config: TrainConfig) -> dict:
+    """Everything an exact resume needs: weights, optimizer, scaler, data cursor, schedule."""
+    return {**model_state(model), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+            "update": update, "epoch": stream.epoch, "position": stream.position, "best_valid": best,
+            "train_config": dataclasses.asdict(config)}
+
+
+def _note_schedule_change(saved: dict, config: TrainConfig, update: int, log) -> None:
+    """Say so when a resumed run's schedule differs from the checkpoint's (max_updates raised)."""
+    changed = [f"{k} {saved[k]} -> {v}" for k, v in dataclasses.asdict(config).items()
+               if k in ("max_updates", "warmup_updates", "lr") and k in saved and saved[k] != v]
+    if changed:
+        log(f"schedule changed since the checkpoint ({', '.join(changed)}): the learning rate now follows "
+            f"the new schedule from update {update}")
+
+
+def _valid_data(manifest_dir: Path, label_dirs: list[Path], config: TrainConfig, log) -> LabelledAudio | None:
+    """The valid split, or None (said once) when there is none to validate on."""
     path = manifest_dir / "valid.tsv"
-    if not path.exists() or path.read_text().count("\n") <= 1:
+    usable = path.exists() and any(n >= config.min_sample_size for n in read_manifest(path).sizes)
+    if not usable:
+        log(f"note: no validation: {path} has no utterance of at least {config.min_sample_size} samples, "
+            "so there is no valid loss and no best.pt (set valid_percent > 0 for a valid split)")
         return None
     return LabelledAudio(path, label_dirs, config.min_sample_size)
 
@@ -234,7 +294,7 @@ def _forward(net, batch: Batch, config: TrainConfig, device: torch.device):
 def _stats(result, batch: Batch) -> torch.Tensor:
     values = [result.masked_ce, result.unmasked_ce, result.num_masked, result.num_unmasked,
               result.masked_correct, result.unmasked_correct, result.feature_penalty * result.num_masked,
-              batch.lengths.sum(), 1]
+              batch.lengths.sum(), 1, 0]
     return torch.tensor([float(v) for v in values], dtype=torch.float64)
 
 

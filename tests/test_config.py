@@ -1,7 +1,11 @@
 """Pipeline configs: TOML sections map to dataclasses, overrides are dotted, typos are errors."""
+from pathlib import Path
+
 import pytest
 
 from pipelines.config import load_config
+
+DEMO = Path(__file__).resolve().parent.parent / "configs" / "demo.toml"
 
 
 def test_defaults_follow_the_paper():
@@ -20,7 +24,41 @@ def test_file_and_dotted_overrides(tmp_path):
 
 
 def test_unknown_keys_are_named(tmp_path):
-    with pytest.raises(ValueError, match=r"config.iteration1: unknown setting\(s\) \['num_unit'\]"):
+    with pytest.raises(ValueError, match=r"^iteration1: unknown setting\(s\) \['num_unit'\]"):
         load_config(None, ["iteration1.num_unit=5"])
     with pytest.raises(ValueError, match="key=value"):
         load_config(None, ["iteration1"])
+
+
+@pytest.mark.parametrize("override, message", [
+    ("iteration1.train.max_updates=ten", "iteration1.train.max_updates: expected a whole number, got 'ten'"),
+    ('iteration1.num_units="20"', "iteration1.num_units: expected a whole number, got '20'"),
+    ("iteration1.train.max_updates=6.5", "iteration1.train.max_updates: expected a whole number, got 6.5"),
+    ("iteration1.train.warmup_updates=-3", "iteration1.train.warmup_updates: must be at least 0, got -3"),
+    ("corpus.hours=-1", "corpus.hours: must be positive"),
+    ("valid_percent=2", r"valid_percent: must be a fraction in \[0, 1\)"),
+    ("iteration2.kmeans_percent=0", r"iteration2.kmeans_percent: must be a fraction in \(0, 1\]"),
+    ("scan_layers=no", "scan_layers: expected true or false, got 'no'"),
+    ("export_heads=bogus", "export_heads: unknown head 'bogus'; choose from none, ctc, classification"),
+    ("iteration2.layer=99", r"iteration2.layer: 99 is deeper than the teacher's 2 layers; choose 1..2"),
+    ("iteration1.model=giant", "iteration1.model: unknown value 'giant'; choose one of tiny, small, base"),
+    ("iteration1.features=bogus", "iteration1.features: unknown value 'bogus'; choose one of mfcc, layer"),
+    ("iteration1.features=layer", "iteration1.features: 'layer' needs iteration1.teacher_hf"),
+    ("iteration1.train.precision=fp8", "iteration1.train.precision: unknown value 'fp8'"),
+    ("iteration1.train.lr=0", "iteration1.train.lr: must be positive"),
+    ("iteration1=3", "iteration1: expected a table of settings, got 3"),
+    ("iteration1.train=5", r"iteration1.train: expected a table such as"),
+    ("corpus.hours.x=1", "corpus.hours: is a single value, not a table"),
+    ("jobs=-1", "jobs: must be at least 0"),
+])
+def test_each_config_mistake_is_named_before_anything_runs(override, message):
+    with pytest.raises(ValueError, match="^" + message):
+        load_config(DEMO, [override])
+
+
+def test_inputs_inside_the_work_folder_are_refused_naming_both(tmp_path):
+    (tmp_path / "w" / "data").mkdir(parents=True)
+    with pytest.raises(ValueError, match=rf"audio_dir: {tmp_path}/w/data lies inside work_dir {tmp_path}/w;"):
+        load_config(DEMO, [f"audio_dir={tmp_path}/w/data", f"work_dir={tmp_path}/w"])
+    with pytest.raises(ValueError, match="alignments: .* does not exist"):
+        load_config(DEMO, [f"alignments={tmp_path}/missing.tsv", f"work_dir={tmp_path}/w"])

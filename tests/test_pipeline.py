@@ -74,8 +74,8 @@ KILL = """
 import os, signal, sys
 from pretrain import trainer
 real = trainer.save_checkpoint
-def save_then_die(state, directory, update, keep_last, best=False):
-    path = real(state, directory, update, keep_last, best)
+def save_then_die(state, directory, update, keep_last):
+    path = real(state, directory, update, keep_last)
     if update == 10 and "it1-train" in str(directory):
         os.kill(os.getpid(), signal.SIGKILL)
     return path

@@ -54,8 +54,8 @@ from pretrain import trainer
 from pretrain.config import model_preset
 from pretrain.train_config import apply_overrides, train_preset
 real_save = trainer.save_checkpoint
-def save_then_die(state, directory, update, keep_last, best=False):
-    path = real_save(state, directory, update, keep_last, best)
+def save_then_die(state, directory, update, keep_last):
+    path = real_save(state, directory, update, keep_last)
     if update == {kill_at}:
         os.kill(os.getpid(), signal.SIGKILL)
     return path

@@ -6,10 +6,12 @@ import argparse
 
 def add_command(subparsers, name: str, summary: str, example: str) -> argparse.ArgumentParser:
     """A subcommand parser whose --help says what it does and shows `example`."""
-    return subparsers.add_parser(
+    parser = subparsers.add_parser(
         name, help=summary, description=summary,
         epilog="example:\n  " + example.strip().replace("\n", "\n  "),
         formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    return parser
 
 
 def csv_list(text: str) -> tuple[str, ...]:

@@ -1,0 +1,108 @@
+"""Settings dataclasses from plain dicts (TOML tables, `key=value` overrides), checked by type.
+
+A mistake is reported with its dotted key before anything runs:
+`iteration1.train.max_updates: expected an integer, got 'ten'`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+
+
+class SettingError(ValueError):
+    """A setting of the wrong type or out of range; the message starts with its dotted key."""
+
+
+def from_dict(cls, data, where: str):
+    """An instance of dataclass `cls` built from `data` (a table), every value checked against
+    the field's annotation; unknown keys and wrong types raise SettingError naming `where.key`."""
+    if not isinstance(data, dict):
+        raise SettingError(f"{where or 'config'}: expected a table of settings, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise SettingError(f"{where or 'config'}: unknown setting(s) {unknown}; known: {sorted(names)}")
+    values = {name: check_value(_join(where, name), value, hints[name]) for name, value in data.items()}
+    try:
+        return cls(**values)
+    except SettingError as error:
+        raise SettingError(_join(where, str(error))) from None
+
+
+def _join(where: str, name: str) -> str:
+    return f"{where}.{name}" if where else name
+
+
+def check_value(key: str, value, annotation):
+    """`value` converted to `annotation` (int, float, bool, str, tuples, dict, dataclass), or SettingError."""
+    if dataclasses.is_dataclass(annotation):
+        return from_dict(annotation, value, key)
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is tuple:
+        return _check_tuple(key, value, args)
+    if annotation is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise SettingError(f"{key}: expected a table such as {{max_updates = 100}}, got {value!r}")
+        return dict(value)
+    return _check_scalar(key, value, annotation)
+
+
+def _check_scalar(key: str, value, annotation):
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise SettingError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SettingError(f"{key}: expected a whole number, got {value!r}")
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise SettingError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise SettingError(f"{key}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def _check_tuple(key: str, value, args: tuple):
+    if isinstance(value, str) and args[-1:] == (Ellipsis,) and args[0] is str:
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    if not isinstance(value, (list, tuple)):
+        raise SettingError(f"{key}: expected a list, got {value!r}")
+    if args[-1:] == (Ellipsis,):
+        return tuple(check_value(f"{key}[{i}]", v, args[0]) for i, v in enumerate(value))
+    if len(value) != len(args):
+        raise SettingError(f"{key}: expected {len(args)} values, got {value!r}")
+    return tuple(check_value(f"{key}[{i}]", v, a) for i, (v, a) in enumerate(zip(value, args)))
+
+
+def at_least(obj, name: str, low: float) -> None:
+    """SettingError unless `obj.name >= low`."""
+    if getattr(obj, name) < low:
+        raise SettingError(f"{name}: must be at least {low}, got {getattr(obj, name)!r}")
+
+
+def positive(obj, name: str) -> None:
+    """SettingError unless `obj.name > 0`."""
+    if not getattr(obj, name) > 0:
+        raise SettingError(f"{name}: must be positive, got {getattr(obj, name)!r}")
+
+
+def fraction(obj, name: str, zero_ok: bool = False) -> None:
+    """SettingError unless `obj.name` lies in (0, 1] (or [0, 1) with `zero_ok`)."""
+    value = getattr(obj, name)
+    inside = 0 <= value < 1 if zero_ok else 0 < value <= 1
+    if not inside:
+        interval = "[0, 1)" if zero_ok else "(0, 1]"
+        raise SettingError(f"{name}: must be a fraction in {interval}, got {value!r}")
+
+
+def one_of(obj, name: str, choices) -> None:
+    """SettingError unless `obj.name` is one of `choices` (listed in the message)."""
+    value = getattr(obj, name)
+    if value not in choices:
+        raise SettingError(f"{name}: unknown value {value!r}; choose one of {', '.join(map(str, choices))}")

@@ -1,0 +1,153 @@
+"""What a rerun does: nothing is lost, a moved or re-touched corpus changes nothing,
+trained work is moved aside (never deleted), one run per work folder, preemption resumes."""
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from clustering.corpus import make_corpus
+from pipelines.cli import main
+from pipelines.workdir import work_lock
+from test_pipeline import ROOT, TINY
+
+DEMO = str(ROOT / "configs" / "demo.toml")
+
+
+def run(work, audio, *extra, capsys=None):
+    code = main(["run", DEMO, f"work_dir={work}", f"audio_dir={audio}", *TINY, *extra])
+    return code, (capsys.readouterr() if capsys else None)
+
+
+@pytest.fixture(scope="module")
+def user_run(tmp_path_factory):
+    """A finished tiny run over a folder of the user's audio (outside the work folder)."""
+    base = tmp_path_factory.mktemp("user")
+    make_corpus(base / "corpus", 0.02, ("en", "fr"), 0, 0.3)
+    assert run(base / "work", base / "corpus" / "wav")[0] == 0
+    return base
+
+
+def copy_run(user_run, tmp_path):
+    """A private copy (audio and work folder, times kept) a test may change."""
+    shutil.copytree(user_run / "corpus", tmp_path / "corpus")
+    shutil.copytree(user_run / "work", tmp_path / "work", symlinks=True)
+    return tmp_path / "work", tmp_path / "corpus" / "wav"
+
+
+def snapshot(folder):
+    """{relative path: (bytes, mtime_ns)} of every file under `folder`."""
+    return {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_audio_inside_the_work_folder_is_refused_before_anything_is_touched(tmp_path, capsys):
+    make_corpus(tmp_path / "w" / "data", 0.005, ("en",), 0, 0.3)
+    before = snapshot(tmp_path / "w")
+    capsys.readouterr()
+    code, out = run(tmp_path / "w", tmp_path / "w" / "data" / "wav", capsys=capsys)
+    assert code == 2
+    assert out.err.strip() == (f"hubert run: error: audio_dir: {tmp_path}/w/data/wav lies inside work_dir "
+                               f"{tmp_path}/w; stages rewrite their folders there, so keep your audio and "
+                               "alignments outside it (move them, or choose another work_dir)")
+    assert snapshot(tmp_path / "w") == before
+
+
+def test_touched_and_moved_corpus_skips_every_stage_then_more_updates_continue(user_run, tmp_path, capsys):
+    work, audio = copy_run(user_run, tmp_path)
+    for path in audio.rglob("*.wav"):
+        os.utime(path)  # same bytes, new modification time (cp, rsync, a restore)
+    moved = tmp_path / "moved"
+    audio.parent.rename(moved)
+    capsys.readouterr()
+    code, out = run(work, moved / "wav", capsys=capsys)
+    assert code == 0
+    stages = [line for line in out.out.splitlines() if line.startswith("[")]
+    assert len(stages) == 11 and all(line.endswith("] done, skipped") for line in stages), stages
+    assert (work / "data" / "train.tsv").read_text().splitlines()[0] == str((moved / "wav").resolve())
+    more = [t.replace("max_updates=20", "max_updates=30") for t in TINY if t.startswith("iteration1.train")]
+    code, out = run(work, moved / "wav", *more, "--until", "it1-train", capsys=capsys)
+    log = out.out
+    assert code == 0
+    assert "schedule changed (max_updates 20 -> 30): continuing from the newest checkpoint" in log
+    assert "resuming from update 20" in log and "max_updates 20 -> 30" in log
+    assert (work / "it1-train" / "checkpoints" / "update_0000030.pt").exists()
+    assert not (work / "superseded").exists()
+
+
+@pytest.mark.parametrize("change", [["iteration1.num_units=12"], ["--from", "it1-train"]])
+def test_redone_training_moves_old_checkpoints_aside_untouched(user_run, tmp_path, capsys, change):
+    work, audio = copy_run(user_run, tmp_path)
+    before = snapshot(work / "it1-train")
+    capsys.readouterr()
+    code, out = run(work, audio, *change, "--until", "it1-train", capsys=capsys)
+    log = out.out
+    assert code == 0
+    (aside,) = (work / "superseded").iterdir()
+    assert aside.name.startswith("it1-train-") and snapshot(aside) == before
+    why = "rerun from here (--from)" if "--from" in change else \
+        "input it1-labels changed (it1-kmeans settings changed: num_units 20 -> 12)"
+    assert f"[it1-train] {why}: moved the previous run to {aside}" in log
+    main(["status", str(work)])
+    assert aside.name in capsys.readouterr().out
+    main(["prune", str(work)])
+    assert not aside.exists() and (work / "it1-train" / "checkpoints").is_dir()
+
+
+def test_a_second_run_on_a_busy_work_folder_is_refused(user_run, tmp_path, capsys):
+    work, audio = copy_run(user_run, tmp_path)
+    with work_lock(work):
+        code, out = run(work, audio, capsys=capsys)
+    assert code == 2 and f"{work}: in use by process {os.getpid()}" in out.err
+    assert len(out.err.strip().splitlines()) == 1
+
+
+TERM = """
+import os, signal, sys
+from pretrain import trainer
+real, calls = trainer.hubert_loss, []
+def loss_then_term(*args, **kwargs):
+    calls.append(1)
+    if len(calls) == 13 and os.environ.get("TERM_AT_LOSS"):  # SIGTERM in the middle of an update
+        os.kill(os.getpid(), signal.SIGTERM)
+    return real(*args, **kwargs)
+trainer.hubert_loss = loss_then_term
+from pipelines.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_sigterm_saves_a_checkpoint_and_the_rerun_resumes_from_it(user_run, tmp_path):
+    work = tmp_path / "work"
+    args = ["run", DEMO, f"work_dir={work}", f"audio_dir={user_run / 'corpus' / 'wav'}", *TINY,
+            "--until", "it1-train"]
+    env = {**os.environ, "TERM_AT_LOSS": "1"}
+    stopped = subprocess.run([sys.executable, "-c", TERM, *args], capture_output=True, text=True, timeout=600,
+                             env=env)
+    assert stopped.returncode == 143, stopped.stderr[-3000:]
+    last = stopped.stderr.strip().splitlines()[-1]
+    found = re.fullmatch(r"hubert run: error: stopped by SIGTERM after update (\d+); checkpoint saved in "
+                         r"(\S+); rerun the same command to continue", last)
+    update = int(found.group(1))
+    assert update % 10 and Path(found.group(2), f"update_{update:07d}.pt").exists()  # saved for SIGTERM
+    resumed = subprocess.run([sys.executable, "-c", TERM, *args], capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0 and f"resuming from update {update}" in resumed.stdout, resumed.stderr[-3000:]
+    assert (work / "it1-train" / "DONE.json").exists()
+
+
+def test_two_torchrun_workers_both_rerun_training_from_it1_train(user_run, tmp_path):
+    work, audio = copy_run(user_run, tmp_path)
+    began = time.time()
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         "-m", "pipelines.cli", "run", DEMO, f"work_dir={work}", f"audio_dir={audio}", *TINY,
+         "--from", "it1-train"],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]  # worker 0 waits in DDP for a worker that skips
+    assert sorted(p.name[:9] for p in (work / "superseded").iterdir()) == ["it1-train", "it2-train"]
+    for stage in ("it1-train", "it2-labels", "it2-train", "quality"):
+        assert (work / stage / "DONE.json").stat().st_mtime > began
