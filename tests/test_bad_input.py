@@ -169,3 +169,53 @@ def test_good_labels_still_give_a_report(labelled, tmp_path):
     assert main(quality(tmp_path, labelled, "--compare", str(labelled / "train.km"))) == 0
     result = json.loads((tmp_path / "q" / "quality.json").read_text())
     assert result["utterances"] == 7 and result["agreement"]["nmi"] == pytest.approx(1.0)
+
+
+# --- the command line itself ----------------------------------------------------------------------
+
+def test_overrides_may_follow_options(tmp_path, monkeypatch):
+    from pipelines.commands import run as run_command
+
+    seen = {}
+    monkeypatch.setattr(run_command, "run_pipeline",
+                        lambda config, start=None, until=None: seen.update(config=config, until=until) or 0)
+    assert main(["run", "configs/demo.toml", "--until", "it1-labels", f"work_dir={tmp_path}/w",
+                 "iteration1.num_units=7"]) == 0
+    assert seen["until"] == "it1-labels" and seen["config"].work_dir == f"{tmp_path}/w"
+    assert seen["config"].iteration1.num_units == 7
+    with pytest.raises(SystemExit):
+        main(["run", "configs/demo.toml", "--until", "it1-labels", "stray"])
+
+
+def test_ctrl_c_and_internal_errors_are_one_line_and_debug_shows_the_traceback(monkeypatch, capsys):
+    from pipelines.commands import status
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(status, "run", interrupted)
+    assert main(["status", "w"]) == 130
+    assert capsys.readouterr().err == "hubert status: interrupted; rerun the same command to continue\n"
+
+    def broken(args):
+        raise TypeError("unsupported operand")
+
+    monkeypatch.setattr(status, "run", broken)
+    assert main(["status", "w"]) == 2
+    assert capsys.readouterr().err == ("hubert status: error: TypeError: unsupported operand (an internal "
+                                       "error; rerun with --debug for the traceback)\n")
+    with pytest.raises(TypeError):
+        main(["status", "w", "--debug"])
+
+
+def test_system_errors_name_the_path_and_the_fix(monkeypatch, capsys):
+    import errno
+
+    from pipelines.commands import status
+
+    def clash(args):
+        raise NotADirectoryError(errno.ENOTDIR, "Not a directory", "w/data/train.tsv")
+
+    monkeypatch.setattr(status, "run", clash)
+    assert main(["status", "w"]) == 2
+    assert capsys.readouterr().err == "hubert status: error: w/data/train.tsv: a file stands where a folder is needed\n"

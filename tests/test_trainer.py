@@ -157,3 +157,27 @@ def test_label_audio_mismatch_names_the_utterance(corpus, tmp_path):
     write_labels(bad / "train.km", rows)
     with pytest.raises(LabelError, match=r"train.km:4: utterance train3.wav has"):
         LabelledAudio(root / "train.tsv", [bad], 8000)
+
+
+def test_best_pt_holds_the_best_validated_weights_between_saves(corpus, tmp_path):
+    root, labels = corpus
+    result = train(root, [labels], tmp_path, model_preset("tiny"),
+                   quick(max_updates=20, valid_every=5, save_every=20), log=lambda m: None)
+    valid = [r for r in result.history if r["split"] == "valid"]
+    best = min(valid, key=lambda r: r["loss"])
+    state = torch.load(tmp_path / "checkpoints" / "best.pt", map_location="cpu", weights_only=True)
+    assert [r["update"] for r in valid] == [5, 10, 15, 20] and state["update"] == best["update"]
+    assert state["best_valid"] == pytest.approx(best["loss"])
+
+
+def test_a_run_without_validation_says_so_once(corpus, tmp_path):
+    root, labels = corpus
+    manifest = tmp_path / "data"
+    manifest.mkdir()
+    (manifest / "train.tsv").write_bytes((root / "train.tsv").read_bytes())
+    (manifest / "valid.tsv").write_text((root / "valid.tsv").read_text().splitlines()[0] + "\n")
+    messages = []
+    train(manifest, [labels], tmp_path / "out", model_preset("tiny"), quick(max_updates=4, valid_every=2),
+          log=messages.append)
+    assert sum(m.startswith("note: no validation:") for m in messages) == 1
+    assert not (tmp_path / "out" / "checkpoints" / "best.pt").exists()
