@@ -70,15 +70,18 @@ def torchrun_group():
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         yield
         return
+    import torch
     import torch.distributed as dist
 
-    from pretrain.distributed import setup_workers
+    from pretrain.distributed import BACKENDS
 
-    workers = setup_workers("cpu")
+    owns = not dist.is_initialized()
+    if owns:
+        dist.init_process_group(BACKENDS if torch.cuda.is_available() else "gloo")
     try:
         yield
     finally:
-        if workers.owns_group and dist.is_initialized():
+        if owns and dist.is_initialized():
             dist.destroy_process_group()
 
 

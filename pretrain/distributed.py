@@ -40,8 +40,8 @@ def setup_workers(device: str = "auto") -> Workers:
     else:
         chosen = torch.device(device)
     owns = world > 1 and not dist.is_initialized()
-    if owns:
-        dist.init_process_group(BACKENDS if torch.cuda.is_available() else "gloo")
+    if owns:  # a group made before (a pipeline's, see BACKENDS) is used as it is
+        dist.init_process_group("nccl" if chosen.type == "cuda" else "gloo")
     return Workers(rank, world, chosen, owns)
 
 

@@ -60,6 +60,15 @@ def test_rerun_after_completion_does_nothing(finished):
     assert run_stages(build_stages(config), finished, log=lambda m: None) == []
 
 
+def test_moving_the_work_folder_changes_no_stage(finished, tmp_path):
+    import shutil
+    work = tmp_path / "moved"
+    shutil.copytree(finished, work, symlinks=True)
+    config = load_config(ROOT / "configs" / "demo.toml", overrides(work))
+    assert run_stages(build_stages(config), work, log=lambda m: None) == []
+    assert (work / "data" / "train.tsv").read_text().splitlines()[0] == str((work / "data" / "wav").resolve())
+
+
 def test_changing_units_redoes_kmeans_and_after_but_not_features(finished, tmp_path):
     import shutil
     work = tmp_path / "work"
