@@ -10,7 +10,7 @@ OUT = Path(__file__).resolve().parent / "out"
 
 def corpus(hours: float) -> Path:
     """A built-in corpus of `hours`, synthesised on first use."""
-    from clustering.corpus import make_corpus
+    from clustering.synthetic.corpus import make_corpus
 
     folder = OUT / f"corpus-{hours:g}h"
     if not (folder / "summary.json").exists():

@@ -14,7 +14,7 @@ from tqdm import tqdm
 from .features import utterance_features
 from .kmeans import KMeansTeacher, file_sha256
 from .labels import LabelError, LabelInfo, check_labels, read_labels, write_dictionary, write_labels
-from .malloc import reuse_freed_memory
+from .heap import reuse_freed_memory
 from .manifest import Manifest
 
 

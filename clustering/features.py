@@ -18,7 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .audio import MFCC_HOP, MFCC_WINDOW, SAMPLE_RATE, load_audio, short_audio_reason
-from .malloc import reuse_freed_memory
+from .heap import reuse_freed_memory
 from .manifest import Manifest
 from .paths import output_folder
 from .shards import NpyRowWriter

@@ -14,12 +14,12 @@ from functools import partial
 from pathlib import Path
 
 from clustering.assign import assign_all, finish_label_dir, label_audio
-from clustering.corpus import make_corpus
+from clustering.synthetic.corpus import make_corpus
 from clustering.features import dump_features, mfcc_features
 from clustering.kmeans import KMeansTeacher, fit_kmeans
 from clustering.labels import write_labels
 from clustering.manifest import read_manifest, write_manifest
-from clustering.scan import find_audio, scan_audio, write_scan
+from clustering.audio_folder import find_audio, scan_audio, write_scan
 from clustering.shards import FeatureShards, sample_utterances
 
 from .config import IterationSettings, PipelineConfig
@@ -52,7 +52,7 @@ def build_stages(config: PipelineConfig) -> list[Stage]:
         ]
     stages.append(Stage("export", partial(_export, work, config.export_heads),
                         {"heads": list(config.export_heads)}, after=("it2-train",)))
-    from .report import quality_stage  # the report reads every teacher and model
+    from .quality_stage import quality_stage  # the report reads every teacher and model
 
     stages.append(Stage("quality", partial(quality_stage, config),
                         {"scan_layers": config.scan_layers, "scan_checkpoints": config.scan_checkpoints,
@@ -110,7 +110,7 @@ def _feature_settings(it: IterationSettings) -> dict:
 def layer_feature_fn(work: Path, it: IterationSettings, previous: str):
     """wav -> layer features of the previous iteration's model (or a Hugging Face teacher)."""
     from pretrain.checkpoint import latest_path
-    from pretrain.layers import LayerFeatures
+    from pretrain.layer_features import LayerFeatures
     from pretrain.model_io import load_encoder
 
     source = it.teacher_hf or latest_path(work / previous / "checkpoints")

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from clustering.audio import load_audio
-from clustering.corpus import clean_phone, make_corpus
+from clustering.synthetic.corpus import clean_phone, make_corpus
 from clustering.manifest import read_manifest
 
 

@@ -11,7 +11,7 @@ from transformers import HubertConfig, HubertForCTC, HubertForSequenceClassifica
 from pretrain.config import model_preset
 from pretrain.hf import (HF_ARCHITECTURE, HF_DROPOUTS, HF_NOT_ENCODER, config_from_hf, export_hf, hf_config,
                          import_hf)
-from pretrain.layers import LayerFeatures
+from pretrain.layer_features import LayerFeatures
 from pretrain.model import HubertPretrain
 
 

@@ -8,7 +8,7 @@ import pytest
 import soundfile as sf
 
 from clustering.manifest import ManifestError, read_manifest, shard_range
-from clustering.scan import find_audio, scan_audio, walk_audio, write_scan
+from clustering.audio_folder import find_audio, scan_audio, walk_audio, write_scan
 from pipelines.cli import main
 
 

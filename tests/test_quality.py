@@ -83,7 +83,7 @@ def test_rates_are_reconciled_and_mismatches_named():
 
 
 def test_report_on_the_builtin_corpus_with_an_mfcc_teacher(tmp_path):
-    from clustering.corpus import make_corpus
+    from clustering.synthetic.corpus import make_corpus
     from clustering.features import dump_features, mfcc_features
     from clustering.kmeans import fit_kmeans
     from clustering.manifest import read_manifest
@@ -111,12 +111,12 @@ def test_report_on_the_builtin_corpus_with_an_mfcc_teacher(tmp_path):
         assert (tmp_path / "q" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_layer_scan_ranks_an_informative_layer_above_a_noise_layer(tmp_path):
+def test_pnmi_per_layer_ranks_an_informative_layer_above_a_noise_layer(tmp_path):
     """Stand-in encoder: layer 1 is the spectral peak of each 20 ms frame (which names the tone,
     i.e. the 'phone'), layer 2 is noise. k-means is fitted on train and scored on valid."""
     from clustering.audio import CONV_STRIDE, num_model_frames
     from clustering.labels import read_labels
-    from clustering.layer_scan import layer_scan
+    from clustering.layer_pnmi import pnmi_per_layer
     from clustering.manifest import read_manifest
     from tone_corpus import make_tone_corpus
 
@@ -132,5 +132,5 @@ def test_layer_scan_ranks_an_informative_layer_above_a_noise_layer(tmp_path):
         return {1: np.eye(CONV_STRIDE // 2 + 1, dtype=np.float32)[peaks],
                 2: rng.standard_normal((frames, 8)).astype(np.float32)}
 
-    scores = layer_scan(read_manifest(root / "train.tsv"), valid, alignments, stand_in, [1, 2], num_units=12)
+    scores = pnmi_per_layer(read_manifest(root / "train.tsv"), valid, alignments, stand_in, [1, 2], num_units=12)
     assert scores[1] > 0.9 and scores[2] < 0.1, scores

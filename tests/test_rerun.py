@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from clustering.corpus import make_corpus
+from clustering.synthetic.corpus import make_corpus
 from pipelines.cli import main
 from pipelines.workdir import work_lock
 from test_pipeline import ROOT, TINY

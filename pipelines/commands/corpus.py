@@ -1,7 +1,7 @@
 """`hubert corpus`: the built-in synthetic speech corpus with phone alignments."""
 from __future__ import annotations
 
-from clustering.corpus import LANGUAGES, make_corpus
+from clustering.synthetic.corpus import LANGUAGES, make_corpus
 
 from . import add_command, csv_list
 

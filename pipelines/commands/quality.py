@@ -5,7 +5,7 @@ from pathlib import Path
 
 from clustering.manifest import read_manifest
 from clustering.paths import output_folder
-from clustering.report import analyse_labels, label_source, write_report
+from clustering.quality_report import analyse_labels, label_source, write_report
 
 from . import add_command
 

@@ -38,7 +38,7 @@ def demo(args) -> int:
 
 def run_pipeline(config, start=None, until=None) -> int:
     from pipelines.iterations import build_stages
-    from pipelines.report import summary
+    from pipelines.summary import summary
     from pipelines.stages import run_stages
 
     run_stages(build_stages(config), config.work_dir, start, until)

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .audio import ALIGNMENT_RATE, SAMPLE_RATE, resample
-from .manifest import check_valid_percent, ensure_valid, write_manifest
-from .paths import output_folder
+from ..audio import ALIGNMENT_RATE, SAMPLE_RATE, resample
+from ..manifest import check_valid_percent, ensure_valid, write_manifest
+from ..paths import output_folder
 from .phrases import WORDS
 
 LANGUAGES = ("en", "de", "fr", "es", "it")
@@ -120,7 +120,7 @@ def _synthesise_to(spec: UtteranceSpec, connection) -> None:
 def _synthesise_all(specs: list[UtteranceSpec], jobs: int) -> list:
     """`synthesise` each spec in its own short-lived process, `jobs` at a time, in order."""
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["clustering.corpus", "clustering.espeak"])  # children start warm
+    context.set_forkserver_preload(["clustering.synthetic.corpus", "clustering.synthetic.espeak"])  # children start warm
     results, pending, running = [None] * len(specs), list(enumerate(specs)), {}
     while pending or running:
         while pending and len(running) < max(1, jobs):

@@ -21,7 +21,7 @@ LayerFn = Callable[[np.ndarray, list[int]], dict[int, np.ndarray]]  # wav, layer
 FRAMES_PER_UNIT = 100  # frames per layer the k-means is fitted on (a sample across the fit utterances)
 
 
-def layer_scan(fit: Manifest, score: Manifest, alignments: dict[str, list[str]], layer_fn: LayerFn,
+def pnmi_per_layer(fit: Manifest, score: Manifest, alignments: dict[str, list[str]], layer_fn: LayerFn,
                layers: list[int], num_units: int = 100, max_utterances: int = 200, label_rate: float = 50.0,
                seed: int = 0) -> dict[int, float]:
     """{layer: PNMI}: per layer, k-means with `num_units` on up to `max_utterances` of `fit`,

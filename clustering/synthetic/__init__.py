@@ -1,0 +1,1 @@
+"""The built-in synthetic speech corpus: espeak-ng voices, phrases, phone alignments."""

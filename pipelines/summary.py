@@ -1,0 +1,56 @@
+"""The few lines a user reads at the end of `hubert run`: teachers, layers, training, exports."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .config import PipelineConfig
+
+
+def _history(train_dir: Path) -> list[dict]:
+    path = train_dir / "train_log.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def _best_layer(scores: dict[str, float]) -> tuple[str, float]:
+    """(layer, PNMI) of the layer with the highest PNMI."""
+    return max(scores.items(), key=lambda kv: kv[1])
+
+
+def summary(config: PipelineConfig) -> str:
+    """A few lines a user reads at the end of a run."""
+    work = Path(config.work_dir)
+    lines = ["", "=== summary ==="]
+    for number in (1, 2):
+        quality = work / "quality" / f"it{number}" / "quality.json"
+        teacher = "MFCC" if number == 1 else "iteration-1 layer"
+        if quality.exists():
+            q = json.loads(quality.read_text())
+            if "phones" in q:
+                lines.append(f"iteration {number} teacher ({teacher}, {q['usage']['num_units']} units): "
+                             f"PNMI {q['phones']['pnmi']:.3f}, phone purity {q['phones']['phone_purity']:.3f}")
+            if "agreement" in q:
+                lines.append(f"  agreement with the iteration-1 teacher: NMI {q['agreement']['nmi']:.3f}")
+            if "layer_pnmi" in q:
+                layer, pnmi = _best_layer(q["layer_pnmi"])
+                lines.append(f"  iteration-1 model, best layer {layer}: PNMI {pnmi:.3f} "
+                             f"(per layer: {', '.join(f'{k}:{v:.2f}' for k, v in q['layer_pnmi'].items())})")
+            if "layer_pnmi_by_update" in q:
+                bests = {update: _best_layer(scores) for update, scores in q["layer_pnmi_by_update"].items()}
+                lines.append("  best layer over training (update: PNMI, layer): "
+                             + ", ".join(f"{u}: {v:.3f} ({k})" for u, (k, v) in bests.items()))
+        train = [r for r in _history(work / f"it{number}-train") if r["split"] == "train"]
+        valid = [r for r in _history(work / f"it{number}-train") if r["split"] == "valid"]
+        if train:
+            lines.append(f"iteration {number} pretraining: masked accuracy {train[0]['masked_acc']:.3f} at update "
+                         f"{train[0]['update']} -> {train[-1]['masked_acc']:.3f} at update {train[-1]['update']}"
+                         + (f" (valid {valid[-1]['masked_acc']:.3f})" if valid else "")
+                         + f", loss {train[0]['loss']:.2f} -> {train[-1]['loss']:.2f}")
+    export = work / "export"
+    lines += [f"checkpoints: {work / 'it1-train' / 'checkpoints'}, {work / 'it2-train' / 'checkpoints'}",
+              f"Hugging Face exports: {export / 'encoder'}, {export / 'ctc'}, {export / 'classification'}",
+              "load one with transformers:",
+              "    from transformers import HubertModel",
+              f"    model = HubertModel.from_pretrained({str(export / 'encoder')!r})",
+              "    hidden = model(waveform_16k[None]).last_hidden_state"]
+    return "\n".join(lines)
