@@ -9,21 +9,54 @@ from pathlib import Path
 
 import numpy as np
 
+ConvSpec = tuple[tuple[int, int], ...]  # (kernel, stride) of each conv layer, first layer first
+
 SAMPLE_RATE = 16_000  # Hz, what the model consumes
-CONV_STRIDE = 320  # samples per model frame (product of the CNN strides)
-RECEPTIVE_FIELD = 400  # samples one frame of the BASE CNN sees
-FRAME_RATE = SAMPLE_RATE // CONV_STRIDE  # 50 Hz model frames
+BASE_CONV: ConvSpec = ((10, 5),) + ((3, 2),) * 4 + ((2, 2),) * 2  # HuBERT's waveform CNN
 MFCC_HOP = 160  # 10 ms Kaldi frame shift
 MFCC_WINDOW = 400  # 25 ms Kaldi frame length
-MFCC_RATE = SAMPLE_RATE // MFCC_HOP  # 100 Hz MFCC frames / MFCC labels
-ALIGNMENT_RATE = MFCC_RATE  # frame-level phone alignments (fairseq format) are 100 Hz
+MFCC_FRAMES: ConvSpec = ((MFCC_WINDOW, MFCC_HOP),)  # MFCC framing as a one-layer spec
+ALIGNMENT_RATE = SAMPLE_RATE // MFCC_HOP  # frame-level phone alignments (fairseq format) are 100 Hz
 LENGTH_TOLERANCE_S = 0.1  # label/audio length mismatch allowed before it is a data error
+
+
+def total_stride(spec: ConvSpec) -> int:
+    """Samples between consecutive output frames: the product of the strides."""
+    stride = 1
+    for _, s in spec:
+        stride *= s
+    return stride
+
+
+def receptive_field(spec: ConvSpec) -> int:
+    """Samples one output frame sees."""
+    field, jump = 1, 1
+    for kernel, stride in spec:
+        field += (kernel - 1) * jump
+        jump *= stride
+    return field
+
+
+CONV_STRIDE = total_stride(BASE_CONV)  # 320 samples per model frame; labels assume it for every model
+RECEPTIVE_FIELD = receptive_field(BASE_CONV)  # 400 samples
+FRAME_RATE = SAMPLE_RATE // CONV_STRIDE  # 50 Hz model frames
+MFCC_RATE = SAMPLE_RATE // total_stride(MFCC_FRAMES)  # 100 Hz MFCC frames / MFCC labels
 MIN_AUDIO_SAMPLES = MFCC_WINDOW  # shortest usable audio: one MFCC frame and one model frame
 
 assert FRAME_RATE * CONV_STRIDE == SAMPLE_RATE
 assert MFCC_RATE * MFCC_HOP == SAMPLE_RATE
-assert FRAME_RATE == 50 and MFCC_RATE == 100
-assert MIN_AUDIO_SAMPLES >= RECEPTIVE_FIELD  # a file that long gives at least one model frame
+assert (CONV_STRIDE, RECEPTIVE_FIELD, FRAME_RATE, MFCC_RATE) == (320, 400, 50, 100)
+assert MIN_AUDIO_SAMPLES >= RECEPTIVE_FIELD  # a file that long gives at least one BASE model frame
+
+
+def check_conv_spec(spec: ConvSpec) -> None:
+    """ValueError unless `spec` makes the 50 Hz frames every label file assumes."""
+    if not spec or any(k < 1 or s < 1 for k, s in spec):
+        raise ValueError(f"conv layers must have positive kernels and strides, got {spec}")
+    if total_stride(spec) != CONV_STRIDE:
+        raise ValueError(f"the conv strides multiply to {total_stride(spec)}; labels assume {CONV_STRIDE} "
+                         f"({FRAME_RATE} Hz frames at {SAMPLE_RATE} Hz): change a stride")
+
 
 AUDIO_EXTENSIONS = ("flac", "wav", "ogg", "mp3")
 
@@ -39,9 +72,16 @@ def label_ratio(label_rate: float) -> float:
     return label_rate / FRAME_RATE
 
 
-def num_model_frames(num_samples: int) -> int:
-    """Frames the BASE CNN (receptive field 400, stride 320) makes from `num_samples`."""
-    return max(0, (num_samples - RECEPTIVE_FIELD) // CONV_STRIDE + 1)
+def num_frames(num_samples: int, spec: ConvSpec = BASE_CONV) -> int:
+    """Frames the conv stack `spec` (no padding) makes from `num_samples`, layer by layer."""
+    for kernel, stride in spec:
+        num_samples = (num_samples - kernel) // stride + 1 if num_samples >= kernel else 0
+    return num_samples
+
+
+def num_model_frames(num_samples: int, spec: ConvSpec = BASE_CONV) -> int:
+    """Frames a model whose CNN is `spec` (BASE by default) makes from `num_samples`."""
+    return num_frames(num_samples, spec)
 
 
 def short_audio_reason(num_samples: int) -> str:

@@ -11,18 +11,18 @@ import sys
 os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 
 from pipelines.commands import corpus, manifest
-from pipelines.commands import status
+from pipelines.commands import configs, status
 from pipelines.commands import features, kmeans, labels
 from pipelines.commands import export, quality, run, train
 from pipelines.commands import prune
 # add one import per subcommand here, and its module to COMMANDS below
 
-COMMANDS = (corpus, manifest, features, kmeans, labels, quality, train, export, run, status, prune)
+COMMANDS = (corpus, manifest, features, kmeans, labels, quality, train, export, run, configs, status, prune)
 
 EXAMPLES = """\
 examples:
   hubert demo                                       # the whole recipe on built-in speech, CPU, minutes
-  hubert run configs/paper-base.toml audio_dir=/data/LibriSpeech work_dir=work/ls
+  hubert run paper-base audio_dir=/data/LibriSpeech work_dir=work/ls
   hubert status work/ls                             # which stages are done
   hubert corpus data/corpus --hours 0.5            # built-in synthetic speech with phone alignments
   hubert manifest /data/audio work/manifest         # scan a folder of audio

@@ -35,7 +35,8 @@ class IterationSettings:
 
     `features` is "mfcc" (iteration 1) or "layer" (the previous model's layer
     `layer`, 1-based; or an existing Hugging Face HuBERT directory `teacher_hf`).
-    `train` holds overrides of the trainer's TrainConfig (e.g. max_updates).
+    `model_settings`, `mask` and `train` hold overrides of the preset's ModelConfig,
+    of MaskConfig and of the trainer's TrainConfig (e.g. max_updates).
     """
 
     features: str = "mfcc"
@@ -45,6 +46,8 @@ class IterationSettings:
     kmeans_percent: float = 0.1  # fraction of training utterances the k-means is fitted on
     kmeans_backend: str = "faiss"
     model: str = "base"
+    model_settings: dict = field(default_factory=dict)  # overrides of the preset, e.g. {layerdrop = 0.0}
+    mask: dict = field(default_factory=dict)  # overrides of the paper's masking, e.g. {mask_prob = 0.65}
     train: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -58,7 +61,7 @@ class IterationSettings:
 
 @dataclass
 class PipelineConfig:
-    """Everything `hubert run` needs; see configs/*.toml for annotated examples."""
+    """Everything `hubert run` needs; see `hubert configs` (pipelines/configs/*.toml) for annotated examples."""
 
     work_dir: str = "work"
     audio_dir: str = ""  # folder of audio; empty means: synthesise the built-in corpus
@@ -87,15 +90,18 @@ KMEANS_BACKENDS = ("faiss", "sklearn")
 
 
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> PipelineConfig:
-    """Read a TOML config (or the defaults when `path` is None), apply `key=value` overrides,
-    and check the whole of it (types, ranges, presets, layers) before anything runs."""
+    """Read a config (a TOML file, a shipped config's name such as "paper-base", or the defaults
+    when `path` is None), apply `key=value` overrides, and check the whole of it (types, ranges,
+    presets, layers) before anything runs."""
+    from pipelines.shipped import config_path
+
     data: dict = {}
     if path is not None:
-        path = Path(path)
+        path = config_path(path)
         try:
             data = tomllib.loads(path.read_text())
         except (FileNotFoundError, IsADirectoryError):
-            raise FileNotFoundError(f"{path}: config not found (see configs/ for examples)") from None
+            raise FileNotFoundError(f"{path}: config not found (`hubert configs` lists the shipped ones)") from None
         except tomllib.TOMLDecodeError as error:
             raise ValueError(f"{path}: not valid TOML: {error}") from None
     for item in overrides:
@@ -128,11 +134,13 @@ def _set_dotted(data: dict, key: str, value) -> None:
 
 def check_config(config: PipelineConfig) -> None:
     """Checks that span sections: training overrides, the teacher layer, paths and the work folder."""
-    from pretrain.config import model_preset
+    from pretrain.config import mask_from_settings, model_from_settings
     from pretrain.train_config import apply_overrides, train_preset
 
     for name in ("iteration1", "iteration2"):
         it = getattr(config, name)
+        model_from_settings(it.model, it.model_settings, f"{name}.model_settings")
+        mask_from_settings(it.mask, f"{name}.mask")
         apply_overrides(train_preset(it.model), it.train, f"{name}.train")
         if it.teacher_hf:
             _existing_folder(f"{name}.teacher_hf", it.teacher_hf)
@@ -141,8 +149,9 @@ def check_config(config: PipelineConfig) -> None:
                            "folder); iteration 1 has no earlier model, so use 'mfcc'")
     two = config.iteration2
     if two.features == "layer":
+        one = config.iteration1
         depth = _teacher_depth(two.teacher_hf) if two.teacher_hf else \
-            model_preset(config.iteration1.model).num_hidden_layers
+            model_from_settings(one.model, one.model_settings).num_hidden_layers
         if two.layer > depth:
             raise SettingError(f"iteration2.layer: {two.layer} is deeper than the teacher's {depth} layers; "
                                f"choose 1..{depth}")
@@ -193,9 +202,9 @@ def config_dict(config) -> dict:
     return dataclasses.asdict(config)
 
 
-DEMO_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "demo.toml"
+DEMO_CONFIG = Path(__file__).resolve().parent / "configs" / "demo.toml"
 
 
 def demo_config(overrides: list[str] = ()) -> PipelineConfig:
-    """configs/demo.toml of the source tree (the Makefile installs the toolkit in place)."""
+    """The shipped demo config (pipelines/configs/demo.toml, package data: found from any folder)."""
     return load_config(DEMO_CONFIG, overrides)

@@ -160,20 +160,22 @@ def _labels(data: Path, work: Path, prefix: str, it: IterationSettings, previous
 def _train_stage(prefix: str, data: Path, work: Path, it: IterationSettings) -> Stage:
     """Pretraining, fingerprinted by every resolved setting that decides the weights (defaults
     included), not by those that only decide how it runs; `max_updates` is its budget."""
-    from pretrain.config import MaskConfig, model_preset
+    from pretrain.config import mask_from_settings, model_from_settings
     from pretrain.train_config import apply_overrides, train_preset
 
-    model, config = model_preset(it.model), apply_overrides(train_preset(it.model), it.train)
-    settings = {"model": dataclasses.asdict(model), "mask": dataclasses.asdict(MaskConfig()),
+    model, mask = model_from_settings(it.model, it.model_settings), mask_from_settings(it.mask)
+    config = apply_overrides(train_preset(it.model), it.train)
+    settings = {"model": dataclasses.asdict(model), "mask": dataclasses.asdict(mask),
                 "train": config.result_settings()}
-    return Stage(f"{prefix}-train", partial(_train, data, work / f"{prefix}-labels", model, config), settings,
-                 after=("data", f"{prefix}-labels"), resumable=True, budget={"max_updates": config.max_updates})
+    return Stage(f"{prefix}-train", partial(_train, data, work / f"{prefix}-labels", model, mask, config),
+                 settings, after=("data", f"{prefix}-labels"), resumable=True,
+                 budget={"max_updates": config.max_updates})
 
 
-def _train(data: Path, label_dir: Path, model, config, folder: Path) -> None:
+def _train(data: Path, label_dir: Path, model, mask, config, folder: Path) -> None:
     from pretrain.trainer import train
 
-    train(data, [label_dir], folder, model, config)
+    train(data, [label_dir], folder, model, config, mask_config=mask)
 
 
 def _export(work: Path, heads, folder: Path) -> None:

@@ -5,7 +5,12 @@ a plain copy; defaults are HuBERT BASE.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+
+from clustering.audio import check_conv_spec
+
+from .typed import SettingError, at_least, fraction, from_dict
 
 # Export heads -> the transformers class that loads them.
 HEADS = {"none": "HubertModel", "ctc": "HubertForCTC", "classification": "HubertForSequenceClassification"}
@@ -46,15 +51,19 @@ class ModelConfig:
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(f"hidden_size {self.hidden_size} is not divisible by "
                              f"{self.num_attention_heads} heads")
-        stride = 1
-        for _, _, s in self.conv_layers:
-            stride *= s
-        if stride != 320:
-            raise ValueError(f"the CNN strides multiply to {stride}; labels assume 320 (50 Hz frames)")
+        try:
+            check_conv_spec(self.conv_spec)
+        except ValueError as error:
+            raise SettingError(f"conv_layers: {error}") from None
 
     @property
     def conv_dim(self) -> int:
         return self.conv_layers[-1][0]
+
+    @property
+    def conv_spec(self) -> tuple[tuple[int, int], ...]:
+        """(kernel, stride) per conv layer: what clustering.audio's frame arithmetic takes."""
+        return tuple((kernel, stride) for _, kernel, stride in self.conv_layers)
 
 
 @dataclass
@@ -64,6 +73,11 @@ class MaskConfig:
     mask_prob: float = 0.8
     mask_length: int = 10
     min_masks: int = 2
+
+    def __post_init__(self):
+        fraction(self, "mask_prob")
+        at_least(self, "mask_length", 1)
+        at_least(self, "min_masks", 0)
 
 
 def _large(hidden: int, layers: int, heads: int, ffn: int) -> ModelConfig:
@@ -94,3 +108,13 @@ def model_preset(name: str) -> ModelConfig:
                            layerdrop=0.0, final_dim=32)
     raise ValueError(f"unknown model preset {name!r}; choose tiny, small, base, large or xlarge")
 
+
+
+def model_from_settings(preset: str, overrides: dict, where: str = "model_settings") -> ModelConfig:
+    """The preset's ModelConfig with `overrides` (field -> value), each checked by type and range."""
+    return from_dict(ModelConfig, {**dataclasses.asdict(model_preset(preset)), **overrides}, where)
+
+
+def mask_from_settings(overrides: dict, where: str = "mask") -> MaskConfig:
+    """The paper's MaskConfig with `overrides`, checked."""
+    return from_dict(MaskConfig, {**dataclasses.asdict(MaskConfig()), **overrides}, where)

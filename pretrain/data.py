@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from clustering.audio import SAMPLE_RATE, label_indices, load_audio, num_model_frames
+from clustering.audio import BASE_CONV, SAMPLE_RATE, ConvSpec, label_indices, load_audio, num_model_frames
 from clustering.labels import load_checked_labels
 from clustering.manifest import read_manifest
 
@@ -91,13 +91,14 @@ def batch_seed(seed: int, epoch: int, index: int) -> int:
 
 
 def collate(items: list[tuple[np.ndarray, list[np.ndarray]]], label_rates: list[float], crop: bool,
-            max_sample_size: int, seed: int) -> Batch:
+            max_sample_size: int, seed: int, spec: ConvSpec = BASE_CONV) -> Batch:
     """Crop every item to the shortest (crop=True, random start) or pad to the longest,
-    at most `max_sample_size`; labels follow the crop and are aligned to model frames."""
+    at most `max_sample_size`; labels follow the crop and are aligned to the frames of a
+    model whose CNN is `spec` ((kernel, stride) per layer)."""
     rng = np.random.default_rng(seed)
     target = min(len(w) for w, _ in items) if crop else max(len(w) for w, _ in items)
     target = min(target, max_sample_size)
-    frames = num_model_frames(target)
+    frames = num_model_frames(target, spec)
     wav = torch.zeros(len(items), target)
     lengths = torch.zeros(len(items), dtype=torch.long)
     targets = [torch.full((len(items), frames), IGNORE, dtype=torch.long) for _ in label_rates]
@@ -106,7 +107,7 @@ def collate(items: list[tuple[np.ndarray, list[np.ndarray]]], label_rates: list[
         piece = audio[start:start + target]
         wav[b, :len(piece)] = torch.from_numpy(piece)
         lengths[b] = len(piece)
-        valid = num_model_frames(len(piece))
+        valid = num_model_frames(len(piece), spec)
         for k, (rate, labels) in enumerate(zip(label_rates, label_sets)):
             offset = int(round(start * rate / SAMPLE_RATE))
             index = offset + label_indices(valid, rate)
@@ -122,9 +123,9 @@ class BatchLoader(torch.utils.data.Dataset):
     so a DataLoader's workers load and collate them in parallel."""
 
     def __init__(self, data: LabelledAudio, batches: list[tuple[int, list[int]]], epoch: int,
-                 crop: bool, max_sample_size: int, seed: int):
+                 crop: bool, max_sample_size: int, seed: int, spec: ConvSpec = BASE_CONV):
         self.data, self.batches, self.epoch = data, batches, epoch
-        self.crop, self.max_sample_size, self.seed = crop, max_sample_size, seed
+        self.crop, self.max_sample_size, self.seed, self.spec = crop, max_sample_size, seed, spec
         self.rates = [info.label_rate for info in data.infos]
 
     def __len__(self) -> int:
@@ -133,7 +134,7 @@ class BatchLoader(torch.utils.data.Dataset):
     def __getitem__(self, position: int) -> Batch:
         index, items = self.batches[position]
         return collate([self.data.load(i) for i in items], self.rates, self.crop,
-                       self.max_sample_size, batch_seed(self.seed, self.epoch, index))
+                       self.max_sample_size, batch_seed(self.seed, self.epoch, index), self.spec)
 
 
 def worker_batches(batches: list[list[int]], rank: int, world: int) -> list[tuple[int, list[int]]]:

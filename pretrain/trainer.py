@@ -89,8 +89,9 @@ def lr_at(update: int, config: TrainConfig) -> float:
 class MicroBatches:
     """This worker's endless stream of micro-batches, epoch after epoch, from a cursor."""
 
-    def __init__(self, data: LabelledAudio, config: TrainConfig, workers: Workers, epoch: int, position: int):
-        self.data, self.config, self.workers = data, config, workers
+    def __init__(self, data: LabelledAudio, config: TrainConfig, workers: Workers, epoch: int, position: int,
+                 spec: tuple[tuple[int, int], ...]):
+        self.data, self.config, self.workers, self.spec = data, config, workers, spec
         self.epoch, self.position = epoch, position
         self._iterator = None
 
@@ -105,7 +106,8 @@ class MicroBatches:
         if self.position >= len(mine):  # resumed exactly at the end of an epoch
             self.epoch, self.position = self.epoch + 1, 0
             return self._open()
-        loader = BatchLoader(self.data, mine[self.position:], self.epoch, c.crop, c.max_sample_size, c.seed)
+        loader = BatchLoader(self.data, mine[self.position:], self.epoch, c.crop, c.max_sample_size, c.seed,
+                             self.spec)
         self._iterator = iter(torch.utils.data.DataLoader(
             loader, batch_size=None, shuffle=False, num_workers=c.num_workers,
             persistent_workers=False, prefetch_factor=2 if c.num_workers else None))
@@ -124,21 +126,24 @@ class MicroBatches:
 
 def train(manifest_dir: str | Path, label_dirs: list[str | Path], out_dir: str | Path,
           model_config: ModelConfig, config: TrainConfig, init_from: str | Path | None = None,
-          log=print) -> TrainResult:
+          log=print, mask_config: MaskConfig | None = None) -> TrainResult:
     """Pretrain on SPLIT.tsv manifests in `manifest_dir` (train, valid) and the label sets in
     `label_dirs`; checkpoints and logs go to `out_dir`. Resumes from `out_dir/checkpoints`
-    when it holds a checkpoint; `init_from` starts a new run from existing weights."""
+    when it holds a checkpoint (made with the same model and masking settings, which every
+    checkpoint records); `init_from` starts a new run from existing weights."""
     workers = setup_workers(config.device)
+    settings = (model_config, mask_config or MaskConfig())
     try:
         with StopRequest() as stop:
             return _train(Path(manifest_dir), [Path(d) for d in label_dirs], Path(out_dir),
-                          model_config, config, init_from, workers, log, stop)
+                          settings, config, init_from, workers, log, stop)
     finally:
         teardown_workers(workers)
 
 
-def _train(manifest_dir, label_dirs, out_dir, model_config, config, init_from, workers, log,
-           stop: StopRequest) -> TrainResult:
+def _train(manifest_dir, label_dirs, out_dir, settings: tuple[ModelConfig, MaskConfig], config, init_from,
+           workers, log, stop: StopRequest) -> TrainResult:
+    model_config, mask_config = settings
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_dir = out_dir / "checkpoints"
     train_data = LabelledAudio(manifest_dir / "train.tsv", label_dirs, config.min_sample_size)
@@ -147,7 +152,7 @@ def _train(manifest_dir, label_dirs, out_dir, model_config, config, init_from, w
         log(f"train: {len(train_data)} utterances ({train_data.dropped} under {config.min_sample_size} "
             f"samples dropped); units per label set {train_data.num_units}")
     torch.manual_seed(config.seed)
-    model = HubertPretrain(model_config, train_data.num_units, MaskConfig()).to(workers.device)
+    model = HubertPretrain(model_config, train_data.num_units, mask_config).to(workers.device)
     if init_from:
         _load_encoder_weights(model, init_from)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=config.betas,
@@ -156,6 +161,7 @@ def _train(manifest_dir, label_dirs, out_dir, model_config, config, init_from, w
     update, epoch, position, best = 0, 0, 0, math.inf
     state = load_latest(ckpt_dir, log)
     if state is not None:
+        _check_same_model(state, model, ckpt_dir)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
@@ -167,7 +173,7 @@ def _train(manifest_dir, label_dirs, out_dir, model_config, config, init_from, w
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[workers.device.index] if workers.device.type == "cuda" else None,
             find_unused_parameters=model_config.layerdrop > 0)
-    stream = MicroBatches(train_data, config, workers, epoch, position)
+    stream = MicroBatches(train_data, config, workers, epoch, position, model_config.conv_spec)
     logger = _Logger(out_dir, workers.is_main, log, config.penalty_weight)
     if workers.is_main and update == 0:
         log(UNMASKED_NOTE)
@@ -251,6 +257,23 @@ def _full_state(model, optimizer, scaler, stream: MicroBatches, update: int, bes
             "train_config": dataclasses.asdict(config)}
 
 
+def _check_same_model(state: dict, model: HubertPretrain, ckpt_dir: Path) -> None:
+    """ValueError naming the first model or masking setting a checkpoint differs in from this run."""
+    for key, ours in (("model_config", model.config), ("mask_config", model.mask_config)):
+        saved, wanted = state.get(key, {}), dataclasses.asdict(ours)
+        differ = [name for name in wanted if name in saved and _plain(saved[name]) != _plain(wanted[name])]
+        if differ:
+            name = differ[0]
+            raise ValueError(f"{ckpt_dir}: its checkpoints were trained with {name} = {saved[name]}, this run "
+                             f"asks for {wanted[name]}; resume with the same settings or train into another "
+                             "folder")
+
+
+def _plain(value):
+    """Tuples and lists compare equal (a checkpoint stores lists)."""
+    return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
 def _note_schedule_change(saved: dict, config: TrainConfig, update: int, log) -> None:
     """Say so when a resumed run's schedule differs from the checkpoint's (max_updates raised)."""
     changed = [f"{k} {saved[k]} -> {v}" for k, v in dataclasses.asdict(config).items()
@@ -306,7 +329,7 @@ def validate(net, model: HubertPretrain, data: LabelledAudio, config: TrainConfi
     plan = plan_batches([data.size(i) for i in range(len(data))], config.max_tokens,
                         config.max_sample_size, config.seed, epoch=0)
     mine = [(i, items) for i, items in enumerate(plan) if i % workers.world == workers.rank]
-    loader = BatchLoader(data, mine, 0, config.crop, config.max_sample_size, config.seed)
+    loader = BatchLoader(data, mine, 0, config.crop, config.max_sample_size, config.seed, model.config.conv_spec)
     stats = torch.zeros(len(STATS), dtype=torch.float64)
     variance = torch.zeros(model.config.num_hidden_layers, dtype=torch.float64)
     used = torch.zeros(model.num_units[0], dtype=torch.float64)

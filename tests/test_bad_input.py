@@ -179,12 +179,12 @@ def test_overrides_may_follow_options(tmp_path, monkeypatch):
     seen = {}
     monkeypatch.setattr(run_command, "run_pipeline",
                         lambda config, start=None, until=None: seen.update(config=config, until=until) or 0)
-    assert main(["run", "configs/demo.toml", "--until", "it1-labels", f"work_dir={tmp_path}/w",
+    assert main(["run", "demo", "--until", "it1-labels", f"work_dir={tmp_path}/w",
                  "iteration1.num_units=7"]) == 0
     assert seen["until"] == "it1-labels" and seen["config"].work_dir == f"{tmp_path}/w"
     assert seen["config"].iteration1.num_units == 7
     with pytest.raises(SystemExit):
-        main(["run", "configs/demo.toml", "--until", "it1-labels", "stray"])
+        main(["run", "demo", "--until", "it1-labels", "stray"])
 
 
 def test_ctrl_c_and_internal_errors_are_one_line_and_debug_shows_the_traceback(monkeypatch, capsys):

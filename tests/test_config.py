@@ -5,7 +5,7 @@ import pytest
 
 from pipelines.config import load_config
 
-DEMO = Path(__file__).resolve().parent.parent / "configs" / "demo.toml"
+DEMO = Path(__file__).resolve().parent.parent / "pipelines" / "configs" / "demo.toml"
 
 
 def test_defaults_follow_the_paper():
@@ -62,3 +62,29 @@ def test_inputs_inside_the_work_folder_are_refused_naming_both(tmp_path):
         load_config(DEMO, [f"audio_dir={tmp_path}/w/data", f"work_dir={tmp_path}/w"])
     with pytest.raises(ValueError, match="alignments: .* does not exist"):
         load_config(DEMO, [f"alignments={tmp_path}/missing.tsv", f"work_dir={tmp_path}/w"])
+
+
+def test_a_shipped_config_is_found_by_name_from_any_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = load_config("paper-base")
+    assert config.work_dir == "work/paper-base" and config.iteration2.num_units == 500
+    assert load_config("demo.toml").iteration1.model == "tiny"
+    (tmp_path / "demo").mkdir()  # a folder of that name (a work folder, say) does not hide the config
+    assert load_config("demo").iteration1.model == "tiny"
+
+
+def test_an_existing_file_wins_over_a_shipped_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "paper-base").write_text('work_dir = "mine"\n')
+    assert load_config("paper-base").work_dir == "mine"
+
+
+def test_an_unknown_name_lists_the_shipped_configs_in_one_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError) as caught:
+        load_config("nope")
+    assert str(caught.value) == ("nope: is neither a config file nor a shipped config; give a TOML file or a "
+                                 "shipped config: custom-language, demo, paper-base, reproduce-small "
+                                 "(`hubert configs` describes them)")
+    with pytest.raises(FileNotFoundError, match="^configs/demo.toml: is neither .* custom-language, demo,"):
+        load_config("configs/demo.toml")

@@ -27,7 +27,7 @@ def overrides(work):
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     work = tmp_path_factory.mktemp("run") / "work"
-    assert main(["run", str(ROOT / "configs" / "demo.toml"), *overrides(work)]) == 0
+    assert main(["run", str(ROOT / "pipelines" / "configs" / "demo.toml"), *overrides(work)]) == 0
     return work
 
 
@@ -56,7 +56,7 @@ def test_end_to_end_run_exports_models_transformers_loads(finished, capsys):
 
 
 def test_rerun_after_completion_does_nothing(finished):
-    config = load_config(ROOT / "configs" / "demo.toml", overrides(finished))
+    config = load_config(ROOT / "pipelines" / "configs" / "demo.toml", overrides(finished))
     assert run_stages(build_stages(config), finished, log=lambda m: None) == []
 
 
@@ -64,7 +64,7 @@ def test_moving_the_work_folder_changes_no_stage(finished, tmp_path):
     import shutil
     work = tmp_path / "moved"
     shutil.copytree(finished, work, symlinks=True)
-    config = load_config(ROOT / "configs" / "demo.toml", overrides(work))
+    config = load_config(ROOT / "pipelines" / "configs" / "demo.toml", overrides(work))
     assert run_stages(build_stages(config), work, log=lambda m: None) == []
     assert (work / "data" / "train.tsv").read_text().splitlines()[0] == str((work / "data" / "wav").resolve())
 
@@ -73,7 +73,7 @@ def test_changing_units_redoes_kmeans_and_after_but_not_features(finished, tmp_p
     import shutil
     work = tmp_path / "work"
     shutil.copytree(finished, work)
-    config = load_config(ROOT / "configs" / "demo.toml", overrides(work) + ["iteration1.num_units=12"])
+    config = load_config(ROOT / "pipelines" / "configs" / "demo.toml", overrides(work) + ["iteration1.num_units=12"])
     ran = run_stages(build_stages(config), work, until="it1-labels", log=lambda m: None)
     assert ran == ["it1-kmeans", "it1-labels"]
     assert "12 units" in (work / "it1-labels" / "labels.json").read_text().replace('"num_units": 12', "12 units")
@@ -96,7 +96,7 @@ sys.exit(main(sys.argv[1:]))
 
 def test_run_killed_in_pretraining_finishes_like_an_uninterrupted_one(finished, tmp_path):
     work = tmp_path / "work"
-    args = ["run", str(ROOT / "configs" / "demo.toml"), *overrides(work)]
+    args = ["run", str(ROOT / "pipelines" / "configs" / "demo.toml"), *overrides(work)]
     killed = subprocess.run([sys.executable, "-c", KILL, *args], capture_output=True, text=True, timeout=600)
     assert killed.returncode == -9, killed.stderr[-3000:]
     assert not (work / "it1-train" / "DONE.json").exists()

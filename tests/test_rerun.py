@@ -15,7 +15,7 @@ from pipelines.cli import main
 from pipelines.workdir import work_lock
 from test_pipeline import ROOT, TINY
 
-DEMO = str(ROOT / "configs" / "demo.toml")
+DEMO = str(ROOT / "pipelines" / "configs" / "demo.toml")
 
 
 def run(work, audio, *extra, capsys=None):

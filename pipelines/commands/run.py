@@ -10,15 +10,17 @@ def add_parser(subparsers) -> None:
                     "-> iteration 2 -> Hugging Face exports -> quality report. Finished stages are skipped; a "
                     "stage whose settings or inputs changed is redone with everything after it; rerun after a "
                     "crash to continue.",
-                    "hubert run configs/demo.toml work_dir=work/demo iteration1.num_units=50 --until it1-train")
-    p.add_argument("config", help="TOML config (see configs/)")
+                    "hubert run demo work_dir=work/demo iteration1.num_units=50 --until it1-train\n"
+                    "hubert run my-language.toml audio_dir=/data/my-language   # your own copy of a config")
+    p.add_argument("config", help="a shipped config's name (`hubert configs` lists them) or a TOML file; "
+                   "an existing file wins over a name")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. iteration2.layer=9")
     p.add_argument("--until", help="stop after this stage")
     p.add_argument("--from", dest="start", help="rerun from this stage on, even if done")
     p.set_defaults(func=run)
     d = add_command(subparsers, "demo",
                     "The end-to-end demo on the CPU: 0.5 h of built-in speech, a tiny model, both iterations, "
-                    "exports and a summary (configs/demo.toml).",
+                    "exports and a summary (the shipped config `demo`).",
                     "hubert demo work_dir=work/demo")
     d.add_argument("overrides", nargs="*", metavar="key=value")
     d.set_defaults(func=demo)

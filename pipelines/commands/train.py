@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pipelines.config import parse_value
-from pretrain.config import model_preset
+from pretrain.config import mask_from_settings, model_from_settings
 from pretrain.train_config import apply_overrides, train_preset
 
 from . import add_command
@@ -22,21 +22,24 @@ def add_parser(subparsers) -> None:
     p.add_argument("--model", default="base", help="tiny, small, base, large or xlarge (default: %(default)s)")
     p.add_argument("--init-from", help="start from these encoder weights (checkpoint or Hugging Face directory)")
     p.add_argument("overrides", nargs="*", metavar="key=value",
-                   help="training settings, e.g. lr=5e-4 max_updates=400000 precision=bf16")
+                   help="training settings, e.g. lr=5e-4 max_updates=400000 precision=bf16; model.NAME=... "
+                        "and mask.NAME=... change the preset's model and masking, e.g. mask.mask_prob=0.65")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from pretrain.trainer import train  # torch: imported only when the command runs
 
-    overrides = {}
+    sections = {"train": {}, "model": {}, "mask": {}}
     for item in args.overrides:
         key, sep, value = item.partition("=")
         if not sep:
             raise ValueError(f"override {item!r} must look like key=value, e.g. max_updates=1000")
-        overrides[key] = parse_value(value)
-    config = apply_overrides(train_preset(args.model), overrides)
-    result = train(args.manifest_dir, args.labels, args.out, model_preset(args.model), config,
-                   init_from=args.init_from)
+        section, dot, name = key.partition(".")
+        sections[section if dot and section in sections else "train"][name if dot else key] = parse_value(value)
+    config = apply_overrides(train_preset(args.model), sections["train"])
+    model = model_from_settings(args.model, sections["model"], "model")
+    result = train(args.manifest_dir, args.labels, args.out, model, config, init_from=args.init_from,
+                   mask_config=mask_from_settings(sections["mask"], "mask"))
     print(f"finished at update {result.update}; checkpoints in {result.checkpoint_dir}")
     return 0
