@@ -6,12 +6,12 @@ shard pages the OS chooses to keep), whatever the size of the feature set.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Iterable
 
 import numpy as np
 from tqdm import tqdm
 
-from .features import utterance_features
+from .features import BatchedFeatures, FeatureFn, shard_features
 from .kmeans import KMeansTeacher, file_sha256
 from .labels import LabelError, LabelInfo, check_labels, read_labels, write_dictionary, write_labels
 from .heap import reuse_freed_memory
@@ -25,16 +25,19 @@ def assign_all(feature_rows: Iterable[np.ndarray], teacher: KMeansTeacher, total
                                                          unit="utt", mininterval=2)]
 
 
-def label_audio(manifest: Manifest, feature_fn: Callable[[np.ndarray], np.ndarray],
-                teacher: KMeansTeacher, rank: int = 0, nshard: int = 1) -> list[np.ndarray]:
+def label_audio(manifest: Manifest, feature_fn: FeatureFn | BatchedFeatures, teacher: KMeansTeacher,
+                rank: int = 0, nshard: int = 1, jobs: int = 1) -> list[np.ndarray]:
     """Units for this shard's utterances, computing features on the fly (nothing dumped).
 
-    An utterance the feature function fails on raises FeatureError naming its file and manifest line.
+    A BatchedFeatures (a model's layers) computes in its own batches and assigns units where it
+    runs (the GPU), so only labels come back; a plain feature function runs utterance by
+    utterance in `jobs` processes. An utterance the feature function fails on raises
+    FeatureError naming its file and manifest line.
     """
     reuse_freed_memory()
     lines = manifest.shard(rank, nshard)
-    feats = (utterance_features(feature_fn, manifest.audio_path(i), manifest.line_number(i)) for i in lines)
-    return assign_all(feats, teacher, len(lines), desc=f"labels {rank}/{nshard}")
+    units = shard_features(manifest, feature_fn, lines, jobs, reduce=teacher.nearest)
+    return list(tqdm(units, total=len(lines), desc=f"labels {rank}/{nshard}", unit="utt", mininterval=2))
 
 
 def shard_label_path(out_dir: str | Path, split: str, rank: int, nshard: int) -> Path:

@@ -12,7 +12,7 @@ import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator, Protocol
 
 import numpy as np
 from tqdm import tqdm
@@ -117,19 +117,42 @@ class FeatureError(ValueError):
     """A feature function that failed on an utterance; the message names its file and manifest line."""
 
 
+class BatchedFeatures(Protocol):
+    """A feature function that also computes many utterances at once (a model's layer features).
+
+    `stream(manifest, lines, reduce)` yields, for each of `lines` in order, its (frames, dim)
+    float32 features, or `reduce` of them: a (frames, dim) tensor -> tensor function run where the
+    features are (the GPU), e.g. a teacher's nearest centroid, so only its result comes back.
+    """
+
+    def __call__(self, wav: np.ndarray) -> np.ndarray: ...
+
+    def stream(self, manifest: Manifest, lines: range, reduce=None) -> Iterator[np.ndarray]: ...
+
+
+def _short_audio_fix(num_samples: int) -> str:
+    short = short_audio_reason(num_samples)
+    return f"{short}: remove the line or rescan with `hubert manifest`, which rejects it" if short else ""
+
+
+def check_audio_length(path: Path, line: int, num_samples: int) -> None:
+    """FeatureError naming the file, its manifest line and the fix when it is shorter than one frame."""
+    fix = _short_audio_fix(num_samples)
+    if fix:
+        raise FeatureError(f"{path} (manifest line {line}): {fix}")
+
+
 def utterance_features(feature_fn: FeatureFn, path: Path, line: int) -> np.ndarray:
     """`feature_fn` of the audio at `path` (manifest line `line`), (frames, dim) float32.
 
-    An error of the feature function is raised again as FeatureError naming the file
-    and the line, with the fix when the audio is shorter than one frame.
+    An error of the feature function is raised again as FeatureError naming the file and the
+    line, with the fix when the audio is shorter than one frame.
     """
     wav = load_audio(path)
     try:
         return np.asarray(feature_fn(wav), dtype=np.float32)
     except Exception as error:
-        short = short_audio_reason(len(wav))
-        fix = (f"{short}: remove the line or rescan with `hubert manifest`, which rejects it" if short
-               else "check this file")
+        fix = _short_audio_fix(len(wav)) or "check this file"
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise FeatureError(f"{path} (manifest line {line}): feature extraction failed ({first}); "
                            f"{fix}") from error
@@ -145,36 +168,53 @@ class _FileFeatures:
         return utterance_features(self.feature_fn, *item)
 
 
-def dump_features(manifest: Manifest, feature_fn: FeatureFn, out_dir: str | Path, split: str,
-                  rank: int = 0, nshard: int = 1, jobs: int = 1) -> tuple[Path, Path]:
+def shard_features(manifest: Manifest, feature_fn: FeatureFn | BatchedFeatures, lines: range,
+                   jobs: int = 1, reduce=None) -> Iterator[np.ndarray]:
+    """Features of manifest `lines`, in order: (frames, dim) float32 each, or `reduce` of them.
+
+    A BatchedFeatures streams them in its own batches; a plain feature function runs utterance
+    by utterance, in `jobs` processes when > 1 (order is kept; use 1 for functions that hold a
+    model). `reduce` takes and returns torch tensors (see BatchedFeatures).
+    """
+    if hasattr(feature_fn, "stream"):
+        yield from feature_fn.stream(manifest, lines, reduce)
+        return
+    import torch
+
+    items = [(manifest.audio_path(i), manifest.line_number(i)) for i in lines]
+    compute = _FileFeatures(feature_fn)
+    pool = ProcessPoolExecutor(jobs, initializer=reuse_freed_memory) if jobs > 1 else None
+    try:
+        for feats in pool.map(compute, items, chunksize=4) if pool else map(compute, items):
+            yield feats if reduce is None else reduce(torch.from_numpy(feats)).numpy()
+    finally:
+        if pool:
+            pool.shutdown(cancel_futures=True)
+
+
+def dump_features(manifest: Manifest, feature_fn: FeatureFn | BatchedFeatures, out_dir: str | Path,
+                  split: str, rank: int = 0, nshard: int = 1, jobs: int = 1) -> tuple[Path, Path]:
     """Compute `feature_fn` for this shard's utterances and write the .npy/.len pair.
 
     Output goes to temporary names and is renamed only when complete, so a job
     killed at any point leaves no partial shard and its rerun writes the same
     bytes. A shard whose two files already exist is left as it is. `jobs` > 1
-    decodes and computes in that many processes (order is kept); use 1 for
-    feature functions that hold a model. An utterance the feature function fails
-    on raises FeatureError naming its audio file and manifest line.
+    decodes and computes a plain feature function in that many processes (order
+    is kept); a BatchedFeatures computes in its own batches. An utterance the
+    feature function fails on raises FeatureError naming its audio file and line.
     """
     npy_path, len_path = shard_paths(output_folder(out_dir), split, rank, nshard)
     if npy_path.exists() and len_path.exists():
         return npy_path, len_path
-    paths = [(manifest.audio_path(i), manifest.line_number(i)) for i in manifest.shard(rank, nshard)]
-    compute = _FileFeatures(feature_fn)
+    lines = manifest.shard(rank, nshard)
     tmp_npy, tmp_len = (p.with_name(p.name + ".tmp") for p in (npy_path, len_path))
     reuse_freed_memory()  # inherited by the forked workers
-    pool = ProcessPoolExecutor(jobs, initializer=reuse_freed_memory) if jobs > 1 else None
-    try:
-        results = pool.map(compute, paths, chunksize=4) if pool else map(compute, paths)
-        with NpyRowWriter(tmp_npy) as writer:
-            lengths = []
-            for feats in tqdm(results, total=len(paths), desc=f"features {split} {rank}/{nshard}",
-                              unit="utt", mininterval=2):
-                writer.append(feats)
-                lengths.append(len(feats))
-    finally:
-        if pool:
-            pool.shutdown(cancel_futures=True)
+    with NpyRowWriter(tmp_npy) as writer:
+        lengths = []
+        for feats in tqdm(shard_features(manifest, feature_fn, lines, jobs), total=len(lines),
+                          desc=f"features {split} {rank}/{nshard}", unit="utt", mininterval=2):
+            writer.append(feats)
+            lengths.append(len(feats))
     tmp_len.write_text("".join(f"{n}\n" for n in lengths))
     os.replace(tmp_len, len_path)
     os.replace(tmp_npy, npy_path)  # the .npy appears last: its presence means the shard is whole

@@ -1,14 +1,19 @@
 """k-means teachers: fit on a sample of frames, save as centroids + JSON, assign labels.
 
-Backends:
-- "faiss" (default): the best of a few k-means++ seedings (scikit-learn's
-  `kmeans_plusplus`) on subsamples, then exact Lloyd iterations with faiss over the
-  whole sample.
+Backends (one recipe: the best of a few k-means++ seedings on subsamples, then exact Lloyd
+iterations over the whole sample; the seeding is `kmeans_plusplus`, scikit-learn's algorithm and
+random draws in torch, so every backend but sklearn starts from the same centres):
+- "faiss": Lloyd iterations with faiss on the CPU.
+- "torch": Lloyd iterations in torch, on the GPU when one is present (or on `device`); the same
+  updates as faiss, so the same centroids up to rounding.
+- "auto": "torch" when the device is a GPU, else "faiss".
 - "sklearn": the reference recipe's `MiniBatchKMeans` with its exact parameters.
 
-Memory: fitting holds the sampled frames once as float32, `4 * dim` bytes per
-frame (156 B for MFCC, 3 KiB for 768-dim layers: 1M frames of layer 6 = 3 GiB),
-plus faiss's assignment buffers (`4 * num_units` bytes per frame in blocks).
+Memory: fitting holds the sample once, `dim * itemsize` bytes per frame (3 KiB per 768-dim
+frame in float32, half in float16: subsample it with `FeatureShards.sample(max_bytes=...)`).
+faiss and sklearn need float32 (a float16 sample is copied once); torch reads float16 blocks
+as they are and keeps the sample on the GPU when it fits in half its free memory, else moves
+it block by block. Assignment works in blocks of `BLOCK` frames (`4 * num_units` bytes each).
 """
 from __future__ import annotations
 
@@ -26,6 +31,8 @@ from .paths import input_file
 
 SEED_POINTS_PER_UNIT = 32  # k-means++ seeding runs on at most this many frames per unit
 SEEDINGS = 2  # k-means++ seedings tried; the one with the lowest inertia on its subsample is kept
+BLOCK = 65536  # frames assigned at a time
+BACKENDS = ("auto", "faiss", "torch", "sklearn")
 
 
 @dataclass
@@ -50,29 +57,47 @@ class KMeansTeacher:
         self.centroids = np.ascontiguousarray(centroids, dtype=np.float32)
         self.info = info
         self._sq_norms = (self.centroids.astype(np.float64) ** 2).sum(1).astype(np.float32)
+        self._on_device = {}
 
     @property
     def num_units(self) -> int:
         return self.centroids.shape[0]
 
-    def assign(self, feats: np.ndarray, batch: int = 65536) -> np.ndarray:
+    def assign(self, feats: np.ndarray, batch: int = BLOCK) -> np.ndarray:
         """Nearest centroid (squared L2) per frame: feats (frames, dim) -> (frames,) int64."""
-        feats = np.asarray(feats, dtype=np.float32)
-        if feats.ndim != 2 or feats.shape[1] != self.centroids.shape[1]:
-            raise ValueError(f"features of shape {feats.shape} do not match a teacher of dim "
-                             f"{self.centroids.shape[1]}")
-        out = np.empty(len(feats), np.int64)
-        for start in range(0, len(feats), batch):
-            block = feats[start:start + batch]
-            # ||x||^2 is the same for every centroid, so argmin needs only -2 x.c + ||c||^2
-            scores = self._sq_norms[None, :] - 2.0 * (block @ self.centroids.T)
-            out[start:start + batch] = scores.argmin(1)
-        return out
+        import torch
 
-    def inertia(self, feats: np.ndarray) -> float:
-        """Sum of squared distances of `feats` to their nearest centroid."""
-        units = self.assign(feats)
-        return float(((np.asarray(feats, np.float64) - self.centroids[units]) ** 2).sum())
+        return self.nearest(torch.as_tensor(np.asarray(feats, dtype=np.float32)), batch).numpy()
+
+    def nearest(self, feats, batch: int = BLOCK):
+        """`assign` for a torch tensor, on its device: (frames, dim) -> (frames,) int64 tensor."""
+        if feats.ndim != 2 or feats.shape[1] != self.centroids.shape[1]:
+            raise ValueError(f"features of shape {tuple(feats.shape)} do not match a teacher of dim "
+                             f"{self.centroids.shape[1]}")
+        return nearest_centroid(feats, *self._tensors(feats.device), batch)
+
+    def _tensors(self, device):
+        """(centroids, squared norms) as tensors on `device`, made once per device."""
+        import torch
+
+        key = str(device)
+        if key not in self._on_device:
+            self._on_device[key] = (torch.from_numpy(self.centroids).to(device),
+                                    torch.from_numpy(self._sq_norms).to(device))
+        return self._on_device[key]
+
+    def inertia(self, feats: np.ndarray, device: str = "cpu") -> float:
+        """Sum of squared distances of `feats` (frames, dim) to their nearest centroid, block by
+        block on `device` (a float16 sample is read as it is)."""
+        import torch
+
+        centroids = self._tensors(device)[0]
+        total = 0.0
+        for start in range(0, len(feats), BLOCK):
+            x = torch.as_tensor(feats[start:start + BLOCK]).to(device).float()
+            nearest = centroids[self.nearest(x)]
+            total += float(torch.sum((x - nearest) ** 2, dtype=torch.float64))
+        return total
 
     def save(self, path: str | Path) -> None:
         """Write `path` (.npy centroids) and `path` with .json (KMeansInfo).
@@ -121,51 +146,176 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def fit_kmeans(feats: np.ndarray, num_units: int, backend: str = "faiss", seed: int = 0,
-               iterations: int = 15, fraction: float = 1.0, features: str = "") -> KMeansTeacher:
-    """Fit a teacher on `feats` (frames, dim) float32, already sampled.
+def nearest_centroid(x, centroids, sq_norms, batch: int = BLOCK):
+    """x (frames, dim), centroids (K, dim) float32 and their squared norms (K,), one device
+    -> (frames,) int64 index of the nearest centroid (squared L2), in blocks of `batch` frames."""
+    import torch
 
-    `fraction` and `features` are recorded in the metadata only.
+    out = torch.empty(len(x), dtype=torch.long, device=x.device)
+    for start in range(0, len(x), batch):
+        block = x[start:start + batch].float()
+        # ||x||^2 is the same for every centroid, so argmin needs only -2 x.c + ||c||^2
+        out[start:start + batch] = (sq_norms[None, :] - 2.0 * (block @ centroids.T)).argmin(1)
+    return out
+
+
+def fit_kmeans(feats: np.ndarray, num_units: int, backend: str = "faiss", seed: int = 0,
+               iterations: int = 15, fraction: float = 1.0, features: str = "",
+               device: str = "auto") -> KMeansTeacher:
+    """Fit a teacher on `feats` (frames, dim) float32 or float16, already sampled.
+
+    `device` is where the torch backend runs ("auto": the GPU when present); `fraction` and
+    `features` are recorded in the metadata only.
     """
-    feats = np.ascontiguousarray(feats, dtype=np.float32)
     if len(feats) < num_units:
         raise ValueError(f"k-means needs at least {num_units} frames for {num_units} units, "
                          f"got {len(feats)}; sample a larger fraction")
+    device = _device(device)
+    backend = ("torch" if device.startswith("cuda") else "faiss") if backend == "auto" else backend
     begin = time.time()
-    if backend == "faiss":
-        centroids = _fit_faiss(feats, num_units, seed, iterations)
+    if backend == "torch":
+        centroids = _fit_torch(feats, num_units, seed, iterations, device)
+    elif backend == "faiss":
+        centroids = _fit_faiss(np.ascontiguousarray(feats, dtype=np.float32), num_units, seed, iterations)
     elif backend == "sklearn":
-        centroids = _fit_sklearn(feats, num_units)
+        centroids = _fit_sklearn(np.ascontiguousarray(feats, dtype=np.float32), num_units)
     else:
-        raise ValueError(f"unknown k-means backend {backend!r}; use 'faiss' or 'sklearn'")
-    info = KMeansInfo(num_units, feats.shape[1], backend, fraction, len(feats), 0.0,
-                      0.0, features, seed)
+        raise ValueError(f"unknown k-means backend {backend!r}; use {', '.join(map(repr, BACKENDS))}")
+    info = KMeansInfo(num_units, feats.shape[1], backend, fraction, len(feats), 0.0, 0.0, features, seed)
     teacher = KMeansTeacher(centroids, info)
-    info.inertia = teacher.inertia(feats)
+    info.inertia = teacher.inertia(feats, device if backend == "torch" else "cpu")
     info.seconds = round(time.time() - begin, 2)
     return teacher
 
 
-def _fit_faiss(feats: np.ndarray, num_units: int, seed: int, iterations: int) -> np.ndarray:
-    """Best of SEEDINGS k-means++ seedings (on subsamples, scored on their subsample), then
-    Lloyd iterations with faiss over all frames: the seed quality of the reference recipe's
-    k-means++ restarts at the cost of one exact k-means run."""
-    import faiss
-    from sklearn.cluster import kmeans_plusplus
+def _device(device: str) -> str:
+    import torch
+
+    return ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+
+
+def _best_seeding(feats: np.ndarray, num_units: int, seed: int, device: str = "cpu") -> np.ndarray:
+    """The best of SEEDINGS k-means++ seedings (`kmeans_plusplus` on `device`), each on its own
+    subsample of at most SEED_POINTS_PER_UNIT frames per unit, scored by inertia on that subsample:
+    (K, dim) float32."""
+    import torch
 
     rng = np.random.default_rng(seed)
     seed_size = min(len(feats), SEED_POINTS_PER_UNIT * num_units)
     best, best_score = None, np.inf
     for attempt in range(SEEDINGS):
-        subset = feats[np.sort(rng.choice(len(feats), seed_size, replace=False))]
-        init, _ = kmeans_plusplus(subset, num_units, random_state=seed + attempt)
-        score = KMeansTeacher(init, None).inertia(subset)
+        subset = np.ascontiguousarray(feats[np.sort(rng.choice(len(feats), seed_size, replace=False))],
+                                      dtype=np.float32)
+        init = kmeans_plusplus(torch.from_numpy(subset).to(device), num_units, seed + attempt).cpu().numpy()
+        score = KMeansTeacher(init, None).inertia(subset, device)
         if score < best_score:
             best, best_score = init, score
+    return best
+
+
+def _fit_faiss(feats: np.ndarray, num_units: int, seed: int, iterations: int) -> np.ndarray:
+    """Best k-means++ seeding, then Lloyd iterations with faiss over all frames: the seed quality of
+    the reference recipe's k-means++ restarts at the cost of one exact k-means run."""
+    import faiss
+
+    init = _best_seeding(feats, num_units, seed)
     kmeans = faiss.Kmeans(feats.shape[1], num_units, niter=iterations, seed=seed,
                           max_points_per_centroid=len(feats) // num_units + 1, verbose=False)
-    kmeans.train(feats, init_centroids=np.ascontiguousarray(best, dtype=np.float32))
+    kmeans.train(feats, init_centroids=init)
     return kmeans.centroids
+
+
+def _fit_torch(feats: np.ndarray, num_units: int, seed: int, iterations: int, device: str) -> np.ndarray:
+    """The faiss recipe in torch on `device`: best k-means++ seeding, then `iterations` Lloyd steps
+    (assign every frame, move each centroid to its frames' mean, split a big cluster for an empty one)."""
+    import torch
+
+    centroids = torch.from_numpy(_best_seeding(feats, num_units, seed, device)).to(device)
+    data = _resident(torch.from_numpy(np.ascontiguousarray(feats)), device)
+    for _ in range(iterations):
+        sums, counts = _cluster_sums(data, centroids, device)
+        centroids = _moved_centroids(centroids, sums, counts)
+    return centroids.cpu().numpy()
+
+
+def kmeans_plusplus(points, num_units: int, seed: int):
+    """Greedy k-means++ in torch on the points' device, as scikit-learn's `kmeans_plusplus`: 2 + ln K
+    local trials per centre, the one that lowers the potential most kept, with the very random draws
+    of its `RandomState(seed)` (they do not depend on the data, so they are drawn up front) and
+    distances in float64, so it picks the same centres. points (n, dim) float32 -> (num_units, dim)."""
+    import torch
+
+    count = len(points)
+    state = np.random.RandomState(seed)
+    weights = np.ones(count, dtype=np.float32)  # scikit-learn's sample weights of a float32 sample
+    first = int(state.choice(count, p=weights / weights.sum()))
+    trials = 2 + int(np.log(num_units))
+    draws = torch.from_numpy(state.uniform(size=(num_units - 1, trials))).to(points.device)
+    x = points.double()
+    sq_norms = x.pow(2).sum(1)
+    closest = _squared_distances(x[first:first + 1], x, sq_norms)[0]  # (n,)
+    potential = closest.sum()
+    chosen = [torch.tensor(first, device=points.device)]
+    for step in range(num_units - 1):
+        candidates = torch.searchsorted(torch.cumsum(closest, 0), draws[step] * potential).clamp(max=count - 1)
+        distances = torch.minimum(closest[None, :], _squared_distances(x[candidates], x, sq_norms))
+        potentials = distances.sum(1)
+        best = potentials.argmin()
+        closest, potential = distances[best], potentials[best]
+        chosen.append(candidates[best])
+    return points[torch.stack(chosen)]
+
+
+def _squared_distances(a, b, b_sq_norms):
+    """a (m, dim), b (n, dim) -> (m, n) squared L2 distances, clamped at 0."""
+    return (a.pow(2).sum(1)[:, None] + b_sq_norms[None, :] - 2.0 * (a @ b.T)).clamp_(min=0)
+
+
+def _resident(data, device: str):
+    """The sample on `device` when it takes at most half the GPU's free memory, else on the host
+    (then moved block by block at every iteration)."""
+    import torch
+
+    if device.startswith("cuda") and data.nbytes <= torch.cuda.mem_get_info(device)[0] // 2:
+        return data.to(device)
+    return data
+
+
+def _cluster_sums(data, centroids, device: str):
+    """Assign every frame of `data` (n, dim) to its nearest centroid: (K, dim) float64 sums of the
+    frames of each centroid and (K,) counts."""
+    import torch
+
+    sq_norms = centroids.pow(2).sum(1)
+    sums = torch.zeros(centroids.shape, dtype=torch.float64, device=device)
+    counts = torch.zeros(len(centroids), dtype=torch.long, device=device)
+    for start in range(0, len(data), BLOCK):
+        x = data[start:start + BLOCK].to(device, non_blocking=True).float()
+        units = nearest_centroid(x, centroids, sq_norms)
+        sums += torch.zeros_like(centroids).index_add_(0, units, x)  # float32 per block, float64 overall
+        counts += torch.bincount(units, minlength=len(centroids))
+    return sums, counts
+
+
+SPLIT_EPS = 1 / 1024  # relative nudge that separates the two halves of a split cluster (faiss's value)
+
+
+def _moved_centroids(centroids, sums, counts):
+    """Each centroid at the mean of its frames; an empty one takes half of the biggest cluster:
+    the two start from its centre nudged apart by SPLIT_EPS (as faiss does)."""
+    import torch
+
+    moved = torch.where(counts[:, None] > 0, sums / counts.clamp(min=1)[:, None], centroids.double()).float()
+    counts = counts.clone()
+    sign = torch.ones(moved.shape[1], device=moved.device)
+    sign[1::2] = -1
+    for empty in (counts == 0).nonzero()[:, 0].tolist():
+        big = int(counts.argmax())
+        centre = moved[big].clone()
+        moved[empty], moved[big] = centre * (1 + SPLIT_EPS * sign), centre * (1 - SPLIT_EPS * sign)
+        counts[empty] = counts[big] // 2
+        counts[big] -= counts[empty]
+    return moved
 
 
 def _fit_sklearn(feats: np.ndarray, num_units: int) -> np.ndarray:

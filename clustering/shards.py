@@ -3,7 +3,8 @@
 The reader never loads a whole shard: each utterance is one positional read
 from its `.npy`, so iterating holds one utterance at a time (a memory map
 would count every page it touched as resident), and `sample` copies only the
-utterances it draws: memory is bounded by the sample (frames x dim x 4 bytes).
+utterances it draws: memory is bounded by the sample (frames x dim x 4 bytes), or by a byte
+budget when one is given (frames subsampled, float16 allowed).
 """
 from __future__ import annotations
 
@@ -103,12 +104,27 @@ class FeatureShards:
     def num_frames(self) -> int:
         return sum(frames for _, _, frames in self.index)
 
-    def sample(self, fraction: float, seed: int = 0) -> np.ndarray:
-        """Frames of a random `fraction` of utterances, (frames, dim) float32, copied from disk."""
+    def sample(self, fraction: float, seed: int = 0, max_bytes: int = 0, dtype=np.float32) -> np.ndarray:
+        """Frames of a random `fraction` of utterances, (frames, dim) `dtype`, copied from disk.
+
+        With `max_bytes` > 0 at most that many bytes are filled: when the utterances hold more
+        frames, a uniform random subset of their frames (kept in order) is taken, so memory is
+        bounded by `max_bytes` however large the fraction (float16 halves the bytes per frame).
+        """
         indices = sample_utterances(len(self), fraction, seed)
-        if not indices.size:
-            return np.zeros((0, self.dim), np.float32)
-        return np.concatenate([np.asarray(self[i]) for i in indices]).astype(np.float32, copy=False)
+        counts = np.array([self.index[i][2] for i in indices], dtype=np.int64)
+        total = int(counts.sum())
+        fits = max_bytes // (max(self.dim, 1) * np.dtype(dtype).itemsize) if max_bytes > 0 else total
+        keep = None if fits >= total else np.sort(np.random.default_rng(seed).choice(total, fits, replace=False))
+        out = np.empty((total if keep is None else len(keep), self.dim), dtype)
+        filled, first = 0, 0  # rows written; index of the current utterance's first frame in the sample
+        for i, count in zip(indices, counts):
+            rows = self[i]
+            if keep is not None:
+                rows = rows[keep[np.searchsorted(keep, first):np.searchsorted(keep, first + count)] - first]
+            out[filled:filled + len(rows)] = rows
+            filled, first = filled + len(rows), first + count
+        return out
 
 
 def sample_utterances(count: int, fraction: float, seed: int) -> np.ndarray:

@@ -10,7 +10,6 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pretrain.config import HEADS
 from pretrain.train_config import PRESETS
 from pretrain.typed import SettingError, at_least, fraction, from_dict, one_of, positive
 
@@ -44,7 +43,7 @@ class IterationSettings:
     teacher_hf: str = ""
     num_units: int = 100
     kmeans_percent: float = 0.1  # fraction of training utterances the k-means is fitted on
-    kmeans_backend: str = "faiss"
+    kmeans_backend: str = "auto"  # faiss on the CPU, torch on a GPU; or faiss, torch, sklearn
     model: str = "base"
     model_settings: dict = field(default_factory=dict)  # overrides of the preset, e.g. {layerdrop = 0.0}
     mask: dict = field(default_factory=dict)  # overrides of the paper's masking, e.g. {mask_prob = 0.65}
@@ -57,6 +56,18 @@ class IterationSettings:
         at_least(self, "layer", 1)
         at_least(self, "num_units", 2)
         fraction(self, "kmeans_percent")
+
+
+@dataclass
+class ExportSettings:
+    """What `hubert run` exports besides the encoder (always exported): heads fit for the language."""
+
+    transcripts: str = ""  # uid<TAB>text: a CTC head over their characters (the built-in corpus has its own)
+    labels: tuple[str, ...] = ()  # class names: a sequence-classification head with these labels
+
+    def __post_init__(self):
+        if self.labels and (len(self.labels) < 2 or len(set(self.labels)) != len(self.labels)):
+            raise SettingError(f"labels: need two or more distinct class names, got {list(self.labels)}")
 
 
 @dataclass
@@ -73,20 +84,23 @@ class PipelineConfig:
     iteration1: IterationSettings = field(default_factory=IterationSettings)
     iteration2: IterationSettings = field(
         default_factory=lambda: IterationSettings(features="layer", layer=6, num_units=500))
-    export_heads: tuple[str, ...] = ("none", "ctc", "classification")
+    export: ExportSettings = field(default_factory=ExportSettings)
     scan_layers: bool = True  # layer scan of the iteration-1 model in the quality report
     scan_checkpoints: bool = False  # also scan every kept iteration-1 checkpoint (PNMI over training)
+    device: str = "auto"  # layer features, labels, layer scans and torch k-means: auto = the GPU when present
+    kmeans_sample_gib: float = 0.0  # RAM for a k-means sample; frames beyond it are subsampled; 0 = no limit
+    kmeans_float16: bool = False  # hold the k-means sample as float16 (half the RAM)
 
     def __post_init__(self):
         fraction(self, "valid_percent", zero_ok=True)
         at_least(self, "jobs", 0)
-        for head in self.export_heads:
-            if head not in HEADS:
-                raise SettingError(f"export_heads: unknown head {head!r}; choose from {', '.join(HEADS)}")
+        one_of(self, "device", DEVICES)
+        at_least(self, "kmeans_sample_gib", 0)
 
 
 FEATURES = ("mfcc", "layer")
-KMEANS_BACKENDS = ("faiss", "sklearn")
+KMEANS_BACKENDS = ("faiss", "sklearn", "torch", "auto")  # auto: torch on a GPU, faiss on the CPU
+DEVICES = ("auto", "cpu", "cuda")
 
 
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> PipelineConfig:
@@ -184,11 +198,12 @@ def _check_paths(config: PipelineConfig) -> None:
     inputs = {}
     if config.audio_dir:
         inputs["audio_dir"] = _existing_folder("audio_dir", config.audio_dir)
-    if config.alignments:
-        path = Path(config.alignments).expanduser()
-        if not path.exists():
-            raise SettingError(f"alignments: {path} does not exist")
-        inputs["alignments"] = path
+    for key, value in (("alignments", config.alignments), ("export.transcripts", config.export.transcripts)):
+        path = Path(value).expanduser()
+        if value and not path.exists():
+            raise SettingError(f"{key}: {path} does not exist")
+        if value:
+            inputs[key] = path
     for key, path in inputs.items():
         path = path.resolve()
         if path == work or work in path.parents:

@@ -40,23 +40,31 @@ def build_stages(config: PipelineConfig) -> list[Stage]:
         prefix, previous = f"it{number}", f"it{number - 1}-train"
         feature_inputs = ("data",) if it.features == "mfcc" or it.teacher_hf else ("data", previous)
         stages += [
-            Stage(f"{prefix}-features", partial(_features, data, work, it, previous, config.seed, jobs),
+            Stage(f"{prefix}-features", partial(_features, data, work, it, previous, config.seed, jobs,
+                                                device=config.device),
                   _feature_settings(it), after=feature_inputs),
-            Stage(f"{prefix}-kmeans", partial(_kmeans, work / f"{prefix}-features", it, config.seed),
+            Stage(f"{prefix}-kmeans", partial(_kmeans, work / f"{prefix}-features", it, config.seed,
+                                              device=config.device, sample_gib=config.kmeans_sample_gib,
+                                              float16=config.kmeans_float16),
                   {"num_units": it.num_units, "backend": it.kmeans_backend, "seed": config.seed,
-                   "percent": it.kmeans_percent},
+                   "percent": it.kmeans_percent, "sample_gib": config.kmeans_sample_gib,
+                   "float16": config.kmeans_float16},
                   after=(f"{prefix}-features",)),
-            Stage(f"{prefix}-labels", partial(_labels, data, work, prefix, it, previous, jobs), {},
-                  after=(f"{prefix}-kmeans",) + feature_inputs),
+            Stage(f"{prefix}-labels", partial(_labels, data, work, prefix, it, previous, jobs, device=config.device),
+                  {}, after=(f"{prefix}-kmeans",) + feature_inputs),
             _train_stage(prefix, data, work, it),
         ]
-    stages.append(Stage("export", partial(_export, work, config.export_heads),
-                        {"heads": list(config.export_heads)}, after=("it2-train",)))
+    transcripts = transcripts_path(config)
+    stages.append(Stage("export", partial(_export, work, transcripts, config.export.labels),
+                        {"transcripts": _content_fingerprint(config.export.transcripts)
+                         or ("built-in corpus" if transcripts else ""),
+                         "labels": list(config.export.labels)}, after=("it2-train", "data")))
     from .quality_stage import quality_stage  # the report reads every teacher and model
 
     stages.append(Stage("quality", partial(quality_stage, config),
                         {"scan_layers": config.scan_layers, "scan_checkpoints": config.scan_checkpoints,
-                         "alignments": _alignments_fingerprint(config.alignments)}, after=("it1-labels", "it1-train", "it2-labels")))
+                         "alignments": _content_fingerprint(config.alignments)},
+                        after=("it1-labels", "it1-train", "it2-labels")))
     return stages
 
 
@@ -74,11 +82,11 @@ def _data_stage(config: PipelineConfig) -> Stage:
                  refresh=lambda folder: _reroot(folder / CORPUS_AUDIO, folder))
 
 
-def _alignments_fingerprint(alignments: str) -> str:
-    """The alignments' content (a file or a folder of files), not their path."""
-    if not alignments:
+def _content_fingerprint(source: str) -> str:
+    """The content of the user's alignments or transcripts (a file or a folder of files), not their path."""
+    if not source:
         return ""
-    path = Path(alignments).expanduser()
+    path = Path(source).expanduser()
     return tree_fingerprint(path) if path.is_dir() else file_digest(path, edge=path.stat().st_size)
 
 
@@ -107,8 +115,9 @@ def _feature_settings(it: IterationSettings) -> dict:
     return {"features": "layer", "layer": it.layer, "teacher_hf": teacher, "percent": it.kmeans_percent}
 
 
-def layer_feature_fn(work: Path, it: IterationSettings, previous: str):
-    """wav -> layer features of the previous iteration's model (or a Hugging Face teacher)."""
+def layer_feature_fn(work: Path, it: IterationSettings, previous: str, device: str = "auto", jobs=None):
+    """Layer features of the previous iteration's model (or a Hugging Face teacher) on `device`
+    ("auto": the GPU when present), in batches; `jobs` torch threads on the CPU (None: all)."""
     from pretrain.checkpoint import latest_path
     from pretrain.layer_features import LayerFeatures
     from pretrain.model_io import load_encoder
@@ -116,10 +125,11 @@ def layer_feature_fn(work: Path, it: IterationSettings, previous: str):
     source = it.teacher_hf or latest_path(work / previous / "checkpoints")
     if source is None:
         raise FileNotFoundError(f"{work / previous}: no checkpoint to take layer {it.layer} from")
-    return LayerFeatures(load_encoder(source), it.layer)
+    return LayerFeatures(load_encoder(source), it.layer, device=device, cpu_threads=jobs)
 
 
-def _features(data: Path, work: Path, it: IterationSettings, previous: str, seed: int, jobs, folder: Path) -> None:
+def _features(data: Path, work: Path, it: IterationSettings, previous: str, seed: int, jobs, folder: Path,
+              *, device: str = "auto") -> None:
     if it.features == "mfcc":  # 39 x 100 Hz is small: dump every split, label from the dump
         for split in SPLITS:
             dump_features(read_manifest(data / f"{split}.tsv"), mfcc_features, folder, split, jobs=jobs or 2)
@@ -127,20 +137,24 @@ def _features(data: Path, work: Path, it: IterationSettings, previous: str, seed
     # layer features: only the k-means sample is written; labels are assigned on the fly
     manifest = read_manifest(data / "train.tsv")
     chosen = sample_utterances(len(manifest), it.kmeans_percent, seed)
-    dump_features(manifest.subset(chosen), layer_feature_fn(work, it, previous), folder, "sample")
+    dump_features(manifest.subset(chosen), layer_feature_fn(work, it, previous, device, jobs), folder, "sample")
 
 
-def _kmeans(feature_dir: Path, it: IterationSettings, seed: int, folder: Path) -> None:
-    if it.features == "mfcc":
-        feats, fraction = FeatureShards(feature_dir, "train").sample(it.kmeans_percent, seed), it.kmeans_percent
-    else:
-        feats, fraction = FeatureShards(feature_dir, "sample").sample(1.0, seed), it.kmeans_percent
-    teacher = fit_kmeans(feats, it.num_units, it.kmeans_backend, seed, fraction=fraction,
-                         features=f"{it.features}{it.layer if it.features == 'layer' else ''}")
+def _kmeans(feature_dir: Path, it: IterationSettings, seed: int, folder: Path, *, device: str = "auto",
+            sample_gib: float = 0.0, float16: bool = False) -> None:
+    """Fit on the k-means sample, held in at most `sample_gib` GiB (0: no limit), float16 if asked."""
+    import numpy as np
+
+    split, fraction = ("train", it.kmeans_percent) if it.features == "mfcc" else ("sample", 1.0)
+    feats = FeatureShards(feature_dir, split).sample(fraction, seed, max_bytes=round(sample_gib * 2**30),
+                                                     dtype=np.float16 if float16 else np.float32)
+    teacher = fit_kmeans(feats, it.num_units, it.kmeans_backend, seed, fraction=it.kmeans_percent,
+                         features=f"{it.features}{it.layer if it.features == 'layer' else ''}", device=device)
     teacher.save(folder / "teacher.npy")
 
 
-def _labels(data: Path, work: Path, prefix: str, it: IterationSettings, previous: str, jobs, folder: Path) -> None:
+def _labels(data: Path, work: Path, prefix: str, it: IterationSettings, previous: str, jobs, folder: Path,
+            *, device: str = "auto") -> None:
     teacher_path = work / f"{prefix}-kmeans" / "teacher.npy"
     teacher = KMeansTeacher.load(teacher_path)
     manifests = {split: read_manifest(data / f"{split}.tsv") for split in SPLITS}
@@ -150,7 +164,7 @@ def _labels(data: Path, work: Path, prefix: str, it: IterationSettings, previous
             write_labels(folder / f"{split}.km", assign_all(shards, teacher, len(shards), desc=f"labels {split}"))
         rate = 100.0
     else:
-        feature_fn = layer_feature_fn(work, it, previous)
+        feature_fn = layer_feature_fn(work, it, previous, device, jobs)
         for split in SPLITS:  # the valid split gets the training split's teacher
             write_labels(folder / f"{split}.km", label_audio(manifests[split], feature_fn, teacher))
         rate = 50.0
@@ -178,13 +192,24 @@ def _train(data: Path, label_dir: Path, model, mask, config, folder: Path) -> No
     train(data, [label_dir], folder, model, config, mask_config=mask)
 
 
-def _export(work: Path, heads, folder: Path) -> None:
+def transcripts_path(config: PipelineConfig) -> Path | None:
+    """The transcripts a CTC export takes its characters from: the config's, or the built-in corpus's."""
+    if config.export.transcripts:
+        return Path(config.export.transcripts).expanduser()
+    return None if config.audio_dir else Path(config.work_dir) / "data" / "transcripts.tsv"
+
+
+def _export(work: Path, transcripts: Path | None, labels: tuple[str, ...], folder: Path) -> None:
+    """export/encoder always; export/ctc with the transcripts' characters; export/classification
+    with the user's class names. No vocabulary or label set is invented."""
     from pretrain.checkpoint import latest_path
     from pretrain.hf import export_hf
     from pretrain.model_io import load_encoder
+    from pretrain.vocabulary import transcript_characters
 
     encoder = load_encoder(latest_path(work / "it2-train" / "checkpoints"))
-    names = {"none": "encoder", "ctc": "ctc", "classification": "classification"}
-    for head in heads:
-        labels = ["class0", "class1"] if head == "classification" else None
-        export_hf(encoder, folder / names[head], head, labels=labels)
+    export_hf(encoder, folder / "encoder", "none")
+    if transcripts is not None:
+        export_hf(encoder, folder / "ctc", "ctc", vocab_tokens=transcript_characters(transcripts))
+    if labels:
+        export_hf(encoder, folder / "classification", "classification", labels=list(labels))

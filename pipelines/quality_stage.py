@@ -59,7 +59,7 @@ def checkpoint_layer_pnmi(work: Path, manifest, aligned: Path, config: PipelineC
     from pretrain.model_io import load_encoder
 
     encoder = load_encoder(checkpoint or latest_path(work / "it1-train" / "checkpoints"))
-    features = LayerFeatures(encoder, 1)
+    features = LayerFeatures(encoder, 1, device=config.device)  # the GPU when present (device "auto")
     layers = list(range(1, encoder.config.num_hidden_layers + 1))
     uids = [manifest.utterance_id(i) for i in range(len(manifest))]
     return pnmi_per_layer(read_manifest(work / "data" / "train.tsv"), manifest, load_alignments(aligned, uids),

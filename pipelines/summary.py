@@ -46,11 +46,22 @@ def summary(config: PipelineConfig) -> str:
                          f"{train[0]['update']} -> {train[-1]['masked_acc']:.3f} at update {train[-1]['update']}"
                          + (f" (valid {valid[-1]['masked_acc']:.3f})" if valid else "")
                          + f", loss {train[0]['loss']:.2f} -> {train[-1]['loss']:.2f}")
-    export = work / "export"
-    lines += [f"checkpoints: {work / 'it1-train' / 'checkpoints'}, {work / 'it2-train' / 'checkpoints'}",
-              f"Hugging Face exports: {export / 'encoder'}, {export / 'ctc'}, {export / 'classification'}",
-              "load one with transformers:",
-              "    from transformers import HubertModel",
-              f"    model = HubertModel.from_pretrained({str(export / 'encoder')!r})",
-              "    hidden = model(waveform_16k[None]).last_hidden_state"]
-    return "\n".join(lines)
+    lines += [f"checkpoints: {work / 'it1-train' / 'checkpoints'}, {work / 'it2-train' / 'checkpoints'}"]
+    return "\n".join(lines + _export_lines(work / "export"))
+
+
+def _export_lines(export: Path) -> list[str]:
+    """Where the exports are, how to load one, and how to add the heads that were not exported."""
+    made = [export / name for name in ("encoder", "ctc", "classification") if (export / name).is_dir()]
+    lines = [f"Hugging Face exports: {', '.join(map(str, made))}", "load one with transformers:",
+             "    from transformers import HubertModel",
+             f"    model = HubertModel.from_pretrained({str(export / 'encoder')!r})",
+             "    hidden = model(waveform_16k[None]).last_hidden_state"]
+    checkpoint = export.parent / "it2-train" / "checkpoints" / "best.pt"
+    if not (export / "ctc").is_dir():
+        lines.append(f"no CTC head (no transcripts): add one with `hubert export {checkpoint} OUT --head ctc "
+                     "--transcripts TRANSCRIPTS.tsv` (uid<TAB>text), or set export.transcripts")
+    if not (export / "classification").is_dir():
+        lines.append(f"no classification head: add one with `hubert export {checkpoint} OUT --head "
+                     "classification --labels a,b,c`, or set export.labels")
+    return lines

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from clustering.audio import check_conv_spec
 
-from .typed import SettingError, at_least, fraction, from_dict
+from .typed import SettingError, at_least, fraction, from_dict, one_of
 
 # Export heads -> the transformers class that loads them.
 HEADS = {"none": "HubertModel", "ctc": "HubertForCTC", "classification": "HubertForSequenceClassification"}
@@ -44,13 +44,12 @@ class ModelConfig:
 
     def __post_init__(self):
         self.conv_layers = tuple(tuple(int(v) for v in layer) for layer in self.conv_layers)
-        if self.feat_extract_norm not in ("group", "layer"):
-            raise ValueError(f"feat_extract_norm must be 'group' or 'layer', got {self.feat_extract_norm!r}")
+        one_of(self, "feat_extract_norm", ("group", "layer"))
         if not isinstance(self.conv_bias, bool):
-            raise ValueError(f"conv_bias must be true or false, got {self.conv_bias!r}")
+            raise SettingError(f"conv_bias: expected true or false, got {self.conv_bias!r}")
         if self.hidden_size % self.num_attention_heads:
-            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by "
-                             f"{self.num_attention_heads} heads")
+            raise SettingError(f"hidden_size: {self.hidden_size} is not divisible by "
+                               f"{self.num_attention_heads} heads")
         try:
             check_conv_spec(self.conv_spec)
         except ValueError as error:

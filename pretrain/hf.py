@@ -18,11 +18,11 @@ from clustering.audio import CONV_STRIDE, SAMPLE_RATE
 
 from .config import HEADS, ModelConfig
 from .model import HubertEncoder
+from .vocabulary import ctc_vocab
 
 # Older Hugging Face checkpoints spell the positional conv's weight norm the pre-parametrization way.
 HF_RENAMES = {"weight_g": "parametrizations.weight.original0", "weight_v": "parametrizations.weight.original1"}
 HF_PREFIX = "hubert."  # what HubertForCTC / ...ForSequenceClassification put before encoder weights
-DEFAULT_CTC_VOCAB = tuple("ETAONIHSRDLUMWCFGYPBVK'XJQZ")  # LibriSpeech's characters
 
 
 class Rule(NamedTuple):
@@ -115,7 +115,8 @@ def hf_config(config: ModelConfig, head: str = "none", vocab: dict | None = None
         **{name: getattr(config, name) for name in HF_DROPOUTS},
     }
     if head == "ctc":
-        out.update(vocab_size=len(vocab), pad_token_id=vocab["<pad>"], ctc_loss_reduction="mean")
+        out.update(vocab_size=len(vocab), pad_token_id=vocab["<pad>"], bos_token_id=vocab["<s>"],
+                   eos_token_id=vocab["</s>"], ctc_loss_reduction="mean")
     if head == "classification":
         out.update(id2label={str(i): name for i, name in enumerate(labels)},
                    label2id={name: i for i, name in enumerate(labels)}, num_labels=len(labels))
@@ -169,17 +170,10 @@ def _write_json(path: Path, data: dict) -> None:
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
-def ctc_vocab(tokens: list[str] | tuple[str, ...] | None) -> dict[str, int]:
-    """CTC vocabulary: <pad> (the blank) = 0, <unk> = 1, word delimiter | = 2, then `tokens`."""
-    vocab = {"<pad>": 0, "<unk>": 1, "|": 2}
-    for token in tokens or DEFAULT_CTC_VOCAB:
-        vocab.setdefault(token, len(vocab))
-    return vocab
-
-
 def export_hf(encoder: HubertEncoder, out_dir: str | Path, head: str = "none",
               vocab_tokens: list[str] | None = None, labels: list[str] | None = None) -> Path:
-    """Write config.json, model.safetensors, preprocessor_config.json (+ tokenizer for ctc)."""
+    """Write config.json, model.safetensors, preprocessor_config.json (+ tokenizer for ctc, whose
+    vocabulary is SPECIAL_TOKENS then `vocab_tokens`: nothing is invented when they are missing)."""
     from safetensors.torch import save_file
 
     if head not in HEADS:
@@ -200,7 +194,7 @@ def export_hf(encoder: HubertEncoder, out_dir: str | Path, head: str = "none",
     if head == "ctc":
         preprocessor["processor_class"] = "Wav2Vec2Processor"
         _write_json(out / "vocab.json", vocab)
-        special = {"unk_token": "<unk>", "pad_token": "<pad>", "bos_token": None, "eos_token": None}
+        special = {"unk_token": "<unk>", "pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>"}
         _write_json(out / "special_tokens_map.json", {k: v for k, v in special.items() if v})
         _write_json(out / "tokenizer_config.json", {**special, "tokenizer_class": "Wav2Vec2CTCTokenizer",
                                                     "word_delimiter_token": "|", "do_lower_case": False,

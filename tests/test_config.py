@@ -39,7 +39,9 @@ def test_unknown_keys_are_named(tmp_path):
     ("valid_percent=2", r"valid_percent: must be a fraction in \[0, 1\)"),
     ("iteration2.kmeans_percent=0", r"iteration2.kmeans_percent: must be a fraction in \(0, 1\]"),
     ("scan_layers=no", "scan_layers: expected true or false, got 'no'"),
-    ("export_heads=bogus", "export_heads: unknown head 'bogus'; choose from none, ctc, classification"),
+    ("export.labels=yes", r"export.labels: need two or more distinct class names, got \['yes'\]"),
+    ("export.transcripts=/nowhere.tsv", "export.transcripts: /nowhere.tsv does not exist"),
+    ("export_heads=none", r"config: unknown setting\(s\) \['export_heads'\]"),
     ("iteration2.layer=99", r"iteration2.layer: 99 is deeper than the teacher's 2 layers; choose 1..2"),
     ("iteration1.model=giant", "iteration1.model: unknown value 'giant'; choose one of tiny, small, base"),
     ("iteration1.features=bogus", "iteration1.features: unknown value 'bogus'; choose one of mfcc, layer"),
@@ -50,6 +52,10 @@ def test_unknown_keys_are_named(tmp_path):
     ("iteration1.train=5", r"iteration1.train: expected a table such as"),
     ("corpus.hours.x=1", "corpus.hours: is a single value, not a table"),
     ("jobs=-1", "jobs: must be at least 0"),
+    ("iteration1.model_settings={conv_layers=[[32, 10, 5], [32, 3, 2]]}",
+     "iteration1.model_settings.conv_layers: the conv strides multiply to 10; labels assume 320"),
+    ("iteration2.mask={mask_prob=1.5}", r"iteration2.mask.mask_prob: must be a fraction in \(0, 1\]"),
+    ("iteration1.model_settings={hidden_size=65}", "iteration1.model_settings.hidden_size: 65 is not divisible"),
 ])
 def test_each_config_mistake_is_named_before_anything_runs(override, message):
     with pytest.raises(ValueError, match="^" + message):

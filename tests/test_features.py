@@ -91,3 +91,17 @@ def test_a_failing_utterance_is_named_with_its_manifest_line(tmp_path, jobs):
     teacher = KMeansTeacher(np.zeros((2, 1), np.float32), KMeansInfo(2, 1, "test"))
     with pytest.raises(FeatureError, match=expected):
         label_audio(manifest, cnn_features, teacher)
+
+
+def test_a_kmeans_sample_stays_within_its_memory_budget(tiny_manifest, tmp_path):
+    dump_features(tiny_manifest, mfcc_features, tmp_path / "f", "train")
+    shards = FeatureShards(tmp_path / "f", "train")
+    whole = shards.sample(1.0)
+    assert np.array_equal(whole, np.concatenate(list(shards)))  # no budget: every frame, in order
+    budget = 200 * 39 * 2  # bytes of 200 float16 frames
+    small = shards.sample(1.0, seed=3, max_bytes=budget, dtype=np.float16)
+    assert small.dtype == np.float16 and small.nbytes <= budget and len(small) == 200
+    rows = {row.tobytes() for row in whole.astype(np.float16)}
+    assert all(row.tobytes() in rows for row in small)  # frames of the sample, subsampled
+    assert np.array_equal(small, shards.sample(1.0, seed=3, max_bytes=budget, dtype=np.float16))
+    assert len(shards.sample(1.0, max_bytes=10 ** 9)) == len(whole)  # a budget that fits takes all

@@ -54,7 +54,7 @@ def test_ctc_and_classification_heads_load_with_only_the_head_new(tmp_path):
     export_hf(model.encoder, tmp_path / "ctc", head="ctc", vocab_tokens=list("abc"))
     ctc, info = HubertForCTC.from_pretrained(tmp_path / "ctc", output_loading_info=True)
     assert all(k.startswith("lm_head") for k in info["missing_keys"]) and not info["unexpected_keys"]
-    assert ctc.config.vocab_size == 6 and ctc.config.pad_token_id == 0
+    assert ctc.config.vocab_size == 8 and ctc.config.pad_token_id == 0
     from transformers import Wav2Vec2CTCTokenizer
     tokenizer = Wav2Vec2CTCTokenizer.from_pretrained(tmp_path / "ctc")
     assert tokenizer.decode(tokenizer("ab c").input_ids) == "ab c"
@@ -148,3 +148,22 @@ def test_every_field_of_the_installed_hubert_config_is_built_refused_or_irreleva
     assert config_from_hf({}).conv_layers == config_from_hf(defaults).conv_layers == model_preset("base").conv_layers
     exported = hf_config(model_preset("tiny"))  # says every field transformers reads, in full
     assert set(HF_ARCHITECTURE) - set(exported) == {"adapter_attn_dim"}
+
+
+def test_ctc_vocabulary_comes_from_the_transcripts_and_is_never_invented(tmp_path):
+    from transformers import Wav2Vec2CTCTokenizer
+
+    from pretrain.vocabulary import transcript_characters
+
+    (tmp_path / "t.tsv").write_text("a/1\tñandú  y  café\nb/2\tcafé\n")
+    tokens = transcript_characters(tmp_path / "t.tsv")
+    assert tokens == sorted(set("ñandúycfé") | {"|"})
+    export_hf(tiny("group").encoder, tmp_path / "ctc", head="ctc", vocab_tokens=tokens)
+    tokenizer = Wav2Vec2CTCTokenizer.from_pretrained(tmp_path / "ctc")
+    assert list(tokenizer.get_vocab())[:5] == ["<pad>", "<s>", "</s>", "<unk>", "|"]
+    assert tokenizer.decode(tokenizer("ñandú café").input_ids) == "ñandú café"
+    with pytest.raises(ValueError, match="a CTC head needs a vocabulary"):
+        export_hf(tiny("group").encoder, tmp_path / "none", head="ctc")
+    (tmp_path / "bad.tsv").write_text("a/1 no tab\n")
+    with pytest.raises(ValueError, match=r"bad.tsv:1: expected 'uid<TAB>text'"):
+        transcript_characters(tmp_path / "bad.tsv")

@@ -12,7 +12,7 @@ def planted(num_units=12, dim=6, per_unit=400, seed=0):
     return (centers[truth] + rng.normal(size=(len(truth), dim))).astype(np.float32), truth
 
 
-@pytest.mark.parametrize("backend", ["faiss", "sklearn"])
+@pytest.mark.parametrize("backend", ["faiss", "sklearn", "torch"])
 def test_recovers_planted_clusters(backend):
     feats, truth = planted()
     teacher = fit_kmeans(feats, 12, backend=backend)
@@ -65,3 +65,82 @@ def test_a_failed_save_leaves_no_temporary_files(tmp_path):
 def test_loading_a_missing_teacher_names_it(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"km.npy: k-means teacher not found"):
         KMeansTeacher.load(tmp_path / "km.npy")
+
+
+def mixture(seed, frames=20_000, dim=32, components=80):
+    """Overlapping Gaussian clusters of unequal sizes and spreads: k-means has many local optima."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(components, dim))
+    truth = rng.choice(components, frames, p=rng.dirichlet(np.ones(components)))
+    spread = rng.uniform(0.5, 1.5, components)[truth, None]
+    return (centres[truth] + rng.normal(size=(frames, dim)) * spread).astype(np.float32)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_torch_kmeans_inertia_is_within_one_percent_of_faiss_on_the_same_sample(seed):
+    feats = mixture(seed)
+    faiss_fit, torch_fit = (fit_kmeans(feats, 50, backend, seed=seed) for backend in ("faiss", "torch"))
+    assert torch_fit.info.backend == "torch" and torch_fit.info.inertia == pytest.approx(torch_fit.inertia(feats))
+    assert torch_fit.info.inertia <= 1.01 * faiss_fit.info.inertia, (torch_fit.info.inertia, faiss_fit.info.inertia)
+
+
+def test_auto_backend_is_torch_on_a_gpu_and_faiss_on_the_cpu():
+    import torch
+
+    teacher = fit_kmeans(planted(num_units=4)[0], 4, "auto")
+    assert teacher.info.backend == ("torch" if torch.cuda.is_available() else "faiss")
+    assert fit_kmeans(planted(num_units=4)[0], 4, "auto", device="cpu").info.backend == "faiss"
+
+
+def test_a_float16_sample_fits_as_well_in_half_the_memory():
+    feats = mixture(0)
+    half = feats.astype(np.float16)
+    for backend in ("torch", "faiss"):
+        exact, from_half = fit_kmeans(feats, 50, backend), fit_kmeans(half, 50, backend)
+        assert from_half.inertia(feats) <= 1.01 * exact.inertia(feats)
+
+
+def test_an_empty_cluster_takes_half_of_the_biggest():
+    import torch
+
+    from clustering.kmeans import _moved_centroids
+
+    centroids = torch.tensor([[0.0, 0.0], [5.0, 5.0], [9.0, 9.0]])
+    sums = torch.tensor([[4.0, 4.0], [0.0, 0.0], [90.0, 90.0]], dtype=torch.float64)
+    moved = _moved_centroids(centroids, sums, torch.tensor([4, 0, 10]))
+    assert moved[0].tolist() == [1.0, 1.0]
+    assert torch.allclose(moved[1], torch.tensor([9.0 * (1 + 1 / 1024), 9.0 * (1 - 1 / 1024)]))
+    assert torch.allclose(moved[2], torch.tensor([9.0 * (1 - 1 / 1024), 9.0 * (1 + 1 / 1024)]))
+
+
+def test_our_kmeans_plusplus_picks_scikit_learns_centres():
+    import torch
+    from sklearn.cluster import kmeans_plusplus as reference
+
+    from clustering.kmeans import kmeans_plusplus
+
+    for seed in range(3):
+        feats = mixture(seed, frames=1600)
+        ours = kmeans_plusplus(torch.from_numpy(feats), 50, seed).numpy()
+        np.testing.assert_array_equal(ours, reference(feats, 50, random_state=seed)[0])
+
+
+def test_kmeans_command_fits_a_budgeted_float16_sample_with_torch(tiny_manifest, tmp_path):
+    import json
+
+    from clustering.features import dump_features, mfcc_features
+    from pipelines.cli import main
+
+    dump_features(tiny_manifest, mfcc_features, tmp_path / "feat", "train")
+    budget_gib = 300 * 39 * 2 / 2**30  # 300 float16 frames of 39 dims
+    assert main(["kmeans", str(tmp_path / "feat"), "train", str(tmp_path / "km.npy"), "--num-units", "8",
+                 "--percent", "1", "--backend", "torch", "--max-gib", repr(budget_gib), "--float16"]) == 0
+    info = json.loads((tmp_path / "km.json").read_text())
+    assert info["backend"] == "torch" and info["num_frames"] == 300 and info["inertia"] > 0
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a GPU")
+def test_torch_kmeans_on_the_gpu_matches_faiss_on_the_cpu():
+    feats = mixture(0)
+    on_gpu, on_cpu = fit_kmeans(feats, 50, "torch", device="cuda"), fit_kmeans(feats, 50, "faiss")
+    assert on_gpu.info.inertia <= 1.01 * on_cpu.info.inertia

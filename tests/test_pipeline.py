@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TINY = ["corpus.hours=0.02", "corpus.languages=en,fr", "valid_percent=0.3", "iteration1.model=tiny",
         "iteration2.model=tiny", "iteration1.num_units=20", "iteration2.num_units=20", "iteration2.layer=1",
         "iteration1.kmeans_percent=1.0", "iteration2.kmeans_percent=1.0", "scan_checkpoints=true",
+        "export.labels=yes,no",
         "iteration1.train={max_updates=20, save_every=10, valid_every=10, warmup_updates=5}",
         "iteration2.train={max_updates=20, save_every=10, valid_every=10, warmup_updates=5}"]
 
@@ -43,6 +44,11 @@ def test_end_to_end_run_exports_models_transformers_loads(finished, capsys):
         model, info = cls.from_pretrained(finished / "export" / name, output_loading_info=True)
         assert not info["unexpected_keys"]
         assert all(k.startswith(("lm_head", "projector", "classifier")) for k in info["missing_keys"])
+    from transformers import Wav2Vec2CTCTokenizer
+    tokenizer = Wav2Vec2CTCTokenizer.from_pretrained(finished / "export" / "ctc")
+    texts = [line.split("\t")[1] for line in (finished / "data" / "transcripts.tsv").read_text().splitlines()]
+    characters = set("".join(texts)) - {" ", "|"}
+    assert list(tokenizer.get_vocab()) == ["<pad>", "<s>", "</s>", "<unk>", "|"] + sorted(characters)
     report = (finished / "quality" / "it1" / "report.md").read_text()
     assert "PNMI" in report and (finished / "quality" / "it1" / "pnmi_per_layer.png").exists()
     quality = json.loads((finished / "quality" / "it1" / "quality.json").read_text())
@@ -105,3 +111,15 @@ def test_run_killed_in_pretraining_finishes_like_an_uninterrupted_one(finished, 
         a, b = last_weights(work, iteration), last_weights(finished, iteration)
         # two iterations of training after a resume: float noise only, no different data or labels
         assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-5
+
+
+CUSTOM_CONV = "[[32, 10, 5], [32, 5, 2], [32, 3, 2], [32, 3, 2], [32, 3, 2], [32, 2, 2], [32, 2, 2]]"
+
+
+def test_a_custom_conv_stack_trains_end_to_end(tmp_path):
+    work = tmp_path / "work"
+    custom = [f"iteration{i}.model_settings={{conv_layers={CUSTOM_CONV}}}" for i in (1, 2)]
+    quick = [t.replace("max_updates=20", "max_updates=4") for t in TINY]
+    assert main(["run", "demo", f"work_dir={work}", *quick, *custom, "--until", "it2-train"]) == 0
+    state = torch.load(work / "it2-train" / "checkpoints" / "update_0000004.pt", weights_only=True)
+    assert [layer[1] for layer in state["model_config"]["conv_layers"]] == [10, 5, 3, 3, 3, 2, 2]

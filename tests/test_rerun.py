@@ -69,6 +69,8 @@ def test_touched_and_moved_corpus_skips_every_stage_then_more_updates_continue(u
     stages = [line for line in out.out.splitlines() if line.startswith("[")]
     assert len(stages) == 11 and all(line.endswith("] done, skipped") for line in stages), stages
     assert (work / "data" / "train.tsv").read_text().splitlines()[0] == str((moved / "wav").resolve())
+    assert not (work / "export" / "ctc").exists() and (work / "export" / "classification").is_dir()
+    assert "no CTC head (no transcripts): add one with `hubert export" in out.out  # nothing invented
     more = [t.replace("max_updates=20", "max_updates=30") for t in TINY if t.startswith("iteration1.train")]
     code, out = run(work, moved / "wav", *more, "--until", "it1-train", capsys=capsys)
     log = out.out

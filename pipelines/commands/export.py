@@ -13,11 +13,15 @@ def add_parser(subparsers) -> None:
                     "Write a checkpoint's encoder as a directory that transformers' HubertModel, "
                     "HubertForCTC or HubertForSequenceClassification load with from_pretrained "
                     "(pretraining-only weights are left out).",
-                    "hubert export work/it2-train/checkpoints/last.pt out/hubert-ctc --head ctc --vocab letters.txt")
+                    "hubert export work/it2-train/checkpoints/best.pt out/hubert-ctc --head ctc "
+                    "--transcripts data/transcripts.tsv\n"
+                    "hubert export work/it2-train/checkpoints/best.pt out/hubert-emotion --head classification "
+                    "--labels angry,happy,neutral,sad")
     p.add_argument("checkpoint", help="checkpoint .pt written by `hubert train`, or a Hugging Face directory")
     p.add_argument("out_dir")
     p.add_argument("--head", choices=tuple(HEADS), default="none")
-    p.add_argument("--vocab", help="ctc: text file with one token per line (default: LibriSpeech letters)")
+    p.add_argument("--transcripts", help="ctc: uid<TAB>text per line; the vocabulary is their characters")
+    p.add_argument("--vocab", help="ctc: text file with one token per line (instead of --transcripts)")
     p.add_argument("--labels", type=csv_list, help="classification: comma-separated class names")
     p.set_defaults(func=run)
 
@@ -27,8 +31,12 @@ def run(args) -> int:
     from pretrain.hf import export_hf
     from pretrain.model_io import load_encoder
 
+    from pretrain.vocabulary import transcript_characters
+
     tokens = None
-    if args.vocab:
+    if args.transcripts:
+        tokens = transcript_characters(args.transcripts)
+    elif args.vocab:
         tokens = [line.strip() for line in Path(args.vocab).read_text().splitlines() if line.strip()]
     out = export_hf(load_encoder(args.checkpoint), args.out_dir, args.head, tokens,
                     list(args.labels) if args.labels else None)
