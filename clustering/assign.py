@@ -64,8 +64,10 @@ def merge_label_shards(out_dir: str | Path, split: str, nshard: int, manifest: M
 
 
 def finish_label_dir(out_dir: str | Path, teacher_path: str | Path, teacher: KMeansTeacher,
-                     label_rate: float, features: str, manifests: dict[str, Manifest]) -> LabelInfo:
-    """Check every `{split}.km` against its manifest, then write dict.km.txt and labels.json."""
+                     label_rate: float, features: str, manifests: dict[str, Manifest],
+                     frames: tuple[tuple[int, int], ...] = ()) -> LabelInfo:
+    """Check every `{split}.km` against its manifest, then write dict.km.txt and labels.json
+    (recording `frames`, the (kernel, stride) framing the labels were computed with)."""
     out_dir = Path(out_dir)
     lines = {}
     for split, manifest in manifests.items():
@@ -74,6 +76,6 @@ def finish_label_dir(out_dir: str | Path, teacher_path: str | Path, teacher: KMe
         lines[split] = len(manifest)
     write_dictionary(out_dir, teacher.num_units)
     info = LabelInfo(teacher.num_units, label_rate, features, str(Path(teacher_path).resolve()),
-                     file_sha256(teacher_path), lines)
+                     file_sha256(teacher_path), lines, [list(layer) for layer in frames])
     info.save(out_dir)
     return info

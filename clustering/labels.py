@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .audio import SAMPLE_RATE, total_stride
 from .paths import input_file
 
 
@@ -27,6 +28,8 @@ class LabelInfo:
     teacher: str = ""  # path of the k-means teacher
     teacher_sha256: str = ""
     lines: dict[str, int] = field(default_factory=dict)  # split -> number of utterances
+    frames: list[list[int]] = field(default_factory=list)  # (kernel, stride) per layer of the framing the
+    # labels were computed with: [[400, 160]] for MFCC, the teacher's CNN for layer labels ([] = not recorded)
 
     def save(self, directory: str | Path) -> None:
         _atomic_write(Path(directory) / "labels.json", json.dumps(asdict(self), indent=2) + "\n")
@@ -55,7 +58,8 @@ class LabelInfo:
                              f"{num_utterances}; the labels were made for another manifest: rerun `hubert labels`")
 
 
-_INFO_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "dict[str, int]": (dict,)}
+_INFO_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "dict[str, int]": (dict,),
+               "list[list[int]]": (list,)}
 
 
 def _check_info_keys(path: Path, data) -> None:
@@ -84,6 +88,13 @@ def _check_info_values(path: Path, data: dict) -> None:
     for name in ("num_units", "label_rate"):
         if name in data and not data[name] > 0:
             raise LabelError(f"{path}: key {name!r} must be positive, got {data[name]!r}")
+    frames = data.get("frames", [])
+    if frames and not all(isinstance(layer, list) and len(layer) == 2 and all(
+            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in layer) for layer in frames):
+        raise LabelError(f"{path}: key 'frames' must list [kernel, stride] per layer, got {frames!r}")
+    if frames and "label_rate" in data and abs(SAMPLE_RATE / total_stride(frames) - data["label_rate"]) > 1e-6:
+        raise LabelError(f"{path}: label_rate {data['label_rate']} Hz does not fit its frames {frames} "
+                         f"({SAMPLE_RATE / total_stride(frames):g} Hz); rerun `hubert labels`")
     for split, count in data.get("lines", {}).items():
         if isinstance(count, bool) or not isinstance(count, int) or count < 0:
             raise LabelError(f"{path}: key 'lines' must map each split to its number of utterances, "

@@ -14,13 +14,14 @@ from functools import partial
 from pathlib import Path
 
 from clustering.assign import assign_all, finish_label_dir, label_audio
-from clustering.synthetic.corpus import make_corpus
+from clustering.audio import FRAME_RATE, MFCC_FRAMES, MFCC_RATE
+from clustering.audio_folder import find_audio, scan_audio, write_scan
 from clustering.features import dump_features, mfcc_features
 from clustering.kmeans import KMeansTeacher, fit_kmeans
 from clustering.labels import write_labels
 from clustering.manifest import read_manifest, write_manifest
-from clustering.audio_folder import find_audio, scan_audio, write_scan
 from clustering.shards import FeatureShards, sample_utterances
+from clustering.synthetic.corpus import make_corpus
 
 from .config import IterationSettings, PipelineConfig
 from .fingerprint import file_digest, folder_fingerprint, tree_fingerprint
@@ -162,13 +163,13 @@ def _labels(data: Path, work: Path, prefix: str, it: IterationSettings, previous
         for split in SPLITS:
             shards = FeatureShards(work / f"{prefix}-features", split)
             write_labels(folder / f"{split}.km", assign_all(shards, teacher, len(shards), desc=f"labels {split}"))
-        rate = 100.0
+        rate, frames = float(MFCC_RATE), MFCC_FRAMES
     else:
         feature_fn = layer_feature_fn(work, it, previous, device, jobs)
         for split in SPLITS:  # the valid split gets the training split's teacher
             write_labels(folder / f"{split}.km", label_audio(manifests[split], feature_fn, teacher))
-        rate = 50.0
-    finish_label_dir(folder, teacher_path, teacher, rate, _feature_settings(it)["features"], manifests)
+        rate, frames = float(FRAME_RATE), feature_fn.encoder.config.conv_spec
+    finish_label_dir(folder, teacher_path, teacher, rate, _feature_settings(it)["features"], manifests, frames)
 
 
 def _train_stage(prefix: str, data: Path, work: Path, it: IterationSettings) -> Stage:

@@ -116,3 +116,15 @@ def test_two_label_sets_must_cover_the_same_utterances(tmp_path):
         check_comparable("a.km", a, 100, "b.km", [np.zeros(50, int)], 50)
     with pytest.raises(LabelError, match=r"a.km:2 has 50 labels at 100 Hz \(0.50 s\) but b.km:2 has 50 at 50 Hz"):
         check_comparable("a.km", a, 100, "b.km", [np.zeros(50, int), np.zeros(50, int)], 50)
+
+
+def test_labels_json_records_frames_that_fit_its_rate(tmp_path):
+    import json
+
+    from clustering.labels import LabelError, LabelInfo
+
+    LabelInfo(20, 100.0, frames=[[400, 160]]).save(tmp_path)
+    assert LabelInfo.load(tmp_path).frames == [[400, 160]]
+    (tmp_path / "labels.json").write_text(json.dumps({"num_units": 20, "label_rate": 50.0, "frames": [[400, 160]]}))
+    with pytest.raises(LabelError, match=r"label_rate 50.0 Hz does not fit its frames \[\[400, 160\]\] \(100 Hz\)"):
+        LabelInfo.load(tmp_path)

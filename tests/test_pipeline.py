@@ -49,6 +49,9 @@ def test_end_to_end_run_exports_models_transformers_loads(finished, capsys):
     texts = [line.split("\t")[1] for line in (finished / "data" / "transcripts.tsv").read_text().splitlines()]
     characters = set("".join(texts)) - {" ", "|"}
     assert list(tokenizer.get_vocab()) == ["<pad>", "<s>", "</s>", "<unk>", "|"] + sorted(characters)
+    one, two = (json.loads((finished / f"it{i}-labels" / "labels.json").read_text()) for i in (1, 2))
+    assert one["frames"] == [[400, 160]] and one["label_rate"] == 100
+    assert two["frames"] == [[10, 5]] + [[3, 2]] * 4 + [[2, 2]] * 2 and two["label_rate"] == 50
     report = (finished / "quality" / "it1" / "report.md").read_text()
     assert "PNMI" in report and (finished / "quality" / "it1" / "pnmi_per_layer.png").exists()
     quality = json.loads((finished / "quality" / "it1" / "quality.json").read_text())

@@ -76,7 +76,8 @@ def run(args) -> int:
         print(f"wrote shard {args.rank}/{args.nshard}; run again with --merge when all shards are done")
         return 0
     source = f"layer{args.layer} of {args.model}" if from_audio else str(feature_dir)
-    info = finish_label_dir(out, teacher_path, teacher, label_rate, source, manifests)
+    frames = feature_fn.encoder.config.conv_spec if feature_fn is not None else ()
+    info = finish_label_dir(out, teacher_path, teacher, label_rate, source, manifests, frames)
     print(f"wrote {out}: {info.num_units} units at {info.label_rate:g} Hz, lines {info.lines}")
     return 0
 
