@@ -13,10 +13,10 @@ import dataclasses
 from functools import partial
 from pathlib import Path
 
-from clustering.assign import assign_all, finish_label_dir, label_audio
+from clustering.assign import assign_all, finish_label_dir, label_audio, merge_label_shards, shard_label_path
 from clustering.audio import FRAME_RATE, MFCC_FRAMES, MFCC_RATE
 from clustering.audio_folder import find_audio, scan_audio, write_scan
-from clustering.features import dump_features, mfcc_features
+from clustering.features import dump_features, mfcc_features, shard_paths
 from clustering.kmeans import KMeansTeacher, fit_kmeans
 from clustering.labels import write_labels
 from clustering.manifest import read_manifest, write_manifest
@@ -25,6 +25,7 @@ from clustering.synthetic.corpus import make_corpus
 
 from .config import IterationSettings, PipelineConfig
 from .fingerprint import file_digest, folder_fingerprint, tree_fingerprint
+from .spread import record_shards, shard_count, wait_for, worker, worker_device
 from .stages import Stage
 
 SPLITS = ("train", "valid")
@@ -43,7 +44,7 @@ def build_stages(config: PipelineConfig) -> list[Stage]:
         stages += [
             Stage(f"{prefix}-features", partial(_features, data, work, it, previous, config.seed, jobs,
                                                 device=config.device),
-                  _feature_settings(it), after=feature_inputs),
+                  _feature_settings(it), after=feature_inputs, shared=True),
             Stage(f"{prefix}-kmeans", partial(_kmeans, work / f"{prefix}-features", it, config.seed,
                                               device=config.device, sample_gib=config.kmeans_sample_gib,
                                               float16=config.kmeans_float16),
@@ -52,7 +53,7 @@ def build_stages(config: PipelineConfig) -> list[Stage]:
                    "float16": config.kmeans_float16},
                   after=(f"{prefix}-features",)),
             Stage(f"{prefix}-labels", partial(_labels, data, work, prefix, it, previous, jobs, device=config.device),
-                  {}, after=(f"{prefix}-kmeans",) + feature_inputs),
+                  {}, after=(f"{prefix}-kmeans",) + feature_inputs, shared=True),
             _train_stage(prefix, data, work, it),
         ]
     transcripts = transcripts_path(config)
@@ -131,14 +132,20 @@ def layer_feature_fn(work: Path, it: IterationSettings, previous: str, device: s
 
 def _features(data: Path, work: Path, it: IterationSettings, previous: str, seed: int, jobs, folder: Path,
               *, device: str = "auto") -> None:
+    """This worker's shard of the features; worker 0 waits for every shard and records their number."""
+    rank, world = worker()
     if it.features == "mfcc":  # 39 x 100 Hz is small: dump every split, label from the dump
-        for split in SPLITS:
-            dump_features(read_manifest(data / f"{split}.tsv"), mfcc_features, folder, split, jobs=jobs or 2)
-        return
-    # layer features: only the k-means sample is written; labels are assigned on the fly
-    manifest = read_manifest(data / "train.tsv")
-    chosen = sample_utterances(len(manifest), it.kmeans_percent, seed)
-    dump_features(manifest.subset(chosen), layer_feature_fn(work, it, previous, device, jobs), folder, "sample")
+        jobs_, splits = jobs or 2, {split: read_manifest(data / f"{split}.tsv") for split in SPLITS}
+        fn = mfcc_features
+    else:  # layer features: only the k-means sample is written; labels are assigned on the fly
+        manifest = read_manifest(data / "train.tsv")
+        splits = {"sample": manifest.subset(sample_utterances(len(manifest), it.kmeans_percent, seed))}
+        jobs_, fn = 1, layer_feature_fn(work, it, previous, worker_device(device), jobs)
+    for split, manifest in splits.items():
+        dump_features(manifest, fn, folder, split, rank, world, jobs=jobs_)
+    if rank == 0:
+        wait_for([shard_paths(folder, split, r, world)[0] for split in splits for r in range(world)])
+        record_shards(folder, world)
 
 
 def _kmeans(feature_dir: Path, it: IterationSettings, seed: int, folder: Path, *, device: str = "auto",
@@ -147,8 +154,8 @@ def _kmeans(feature_dir: Path, it: IterationSettings, seed: int, folder: Path, *
     import numpy as np
 
     split, fraction = ("train", it.kmeans_percent) if it.features == "mfcc" else ("sample", 1.0)
-    feats = FeatureShards(feature_dir, split).sample(fraction, seed, max_bytes=round(sample_gib * 2**30),
-                                                     dtype=np.float16 if float16 else np.float32)
+    feats = FeatureShards(feature_dir, split, shard_count(feature_dir)).sample(
+        fraction, seed, max_bytes=round(sample_gib * 2**30), dtype=np.float16 if float16 else np.float32)
     teacher = fit_kmeans(feats, it.num_units, it.kmeans_backend, seed, fraction=it.kmeans_percent,
                          features=f"{it.features}{it.layer if it.features == 'layer' else ''}", device=device)
     teacher.save(folder / "teacher.npy")
@@ -156,20 +163,38 @@ def _kmeans(feature_dir: Path, it: IterationSettings, seed: int, folder: Path, *
 
 def _labels(data: Path, work: Path, prefix: str, it: IterationSettings, previous: str, jobs, folder: Path,
             *, device: str = "auto") -> None:
+    """This worker's shard of every split's labels; worker 0 merges the shards and checks the result.
+    The valid split gets the training split's teacher."""
+    rank, world = worker()
     teacher_path = work / f"{prefix}-kmeans" / "teacher.npy"
     teacher = KMeansTeacher.load(teacher_path)
     manifests = {split: read_manifest(data / f"{split}.tsv") for split in SPLITS}
     if it.features == "mfcc":
-        for split in SPLITS:
-            shards = FeatureShards(work / f"{prefix}-features", split)
-            write_labels(folder / f"{split}.km", assign_all(shards, teacher, len(shards), desc=f"labels {split}"))
+        feature_dir = work / f"{prefix}-features"
         rate, frames = float(MFCC_RATE), MFCC_FRAMES
     else:
-        feature_fn = layer_feature_fn(work, it, previous, device, jobs)
-        for split in SPLITS:  # the valid split gets the training split's teacher
-            write_labels(folder / f"{split}.km", label_audio(manifests[split], feature_fn, teacher))
+        feature_fn = layer_feature_fn(work, it, previous, worker_device(device), jobs)
         rate, frames = float(FRAME_RATE), feature_fn.encoder.config.conv_spec
-    finish_label_dir(folder, teacher_path, teacher, rate, _feature_settings(it)["features"], manifests, frames)
+    for split, manifest in manifests.items():
+        if it.features == "mfcc":
+            shards, lines = FeatureShards(feature_dir, split, shard_count(feature_dir)), manifest.shard(rank, world)
+            rows = assign_all((shards[i] for i in lines), teacher, len(lines), desc=f"labels {split}")
+        else:
+            rows = label_audio(manifest, feature_fn, teacher, rank, world)
+        write_labels(shard_label_path(folder, split, rank, world), rows)
+    if rank == 0:
+        _merge_labels(folder, manifests, world)
+        finish_label_dir(folder, teacher_path, teacher, rate, _feature_settings(it)["features"], manifests, frames)
+
+
+def _merge_labels(folder: Path, manifests: dict, world: int) -> None:
+    """Wait for every worker's label shards, merge them in rank order, remove the shards."""
+    shards = [shard_label_path(folder, split, r, world) for split in manifests for r in range(world)]
+    wait_for(shards)
+    for split, manifest in manifests.items():
+        merge_label_shards(folder, split, world, manifest)
+    for path in shards:
+        path.unlink()
 
 
 def _train_stage(prefix: str, data: Path, work: Path, it: IterationSettings) -> Stage:

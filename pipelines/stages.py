@@ -38,6 +38,7 @@ class Stage:
     without starting over (`max_updates`); any other stage is wiped and redone.
     `refresh(folder)`, when given, updates a done stage's output for changes that
     do not count as a change (a corpus moved to a new folder) each time it is skipped.
+    A `shared` stage runs on every torchrun worker, each on its shard (see spread.py).
     """
 
     name: str
@@ -47,6 +48,7 @@ class Stage:
     resumable: bool = False
     budget: dict = field(default_factory=dict)
     refresh: Callable[[Path], None] | None = None
+    shared: bool = False
 
 
 def _digest(payload: dict) -> str:
@@ -225,7 +227,8 @@ def _run_one(stage: Stage, folder: Path, hashes: dict[str, str], action: str, re
 
 def _follow(stages: list[Stage], work_dir: Path, forced: int, until: str | None, run_id: str,
             poll: float = 2.0) -> list[str]:
-    """A non-zero torchrun worker: wait for worker 0's stages of this run, join the training ones."""
+    """A non-zero torchrun worker: wait for worker 0's stages of this run, join the training and
+    shared ones."""
     hashes, ran = stage_hashes(stages), []
     for index, stage in enumerate(stages):
         folder, hash_ = work_dir / stage.name, hashes[stage.name]
@@ -233,8 +236,8 @@ def _follow(stages: list[Stage], work_dir: Path, forced: int, until: str | None,
             done, started = _read(folder / DONE) or {}, _read(folder / STARTED) or {}
             if done.get("hash") == hash_ and (index < forced or done.get("run") == run_id):
                 break  # skipped or finished by worker 0
-            if stage.resumable and started.get("run") == run_id and started.get("hash") == hash_:
-                stage.run(folder)  # joins worker 0 in DistributedDataParallel
+            if (stage.resumable or stage.shared) and started.get("run") == run_id and started.get("hash") == hash_:
+                stage.run(folder)  # joins worker 0: in DistributedDataParallel, or on its shard
                 ran.append(stage.name)
                 break
             time.sleep(poll)

@@ -153,3 +153,21 @@ def test_two_torchrun_workers_both_rerun_training_from_it1_train(user_run, tmp_p
     assert sorted(p.name[:9] for p in (work / "superseded").iterdir()) == ["it1-train", "it2-train"]
     for stage in ("it1-train", "it2-labels", "it2-train", "quality"):
         assert (work / stage / "DONE.json").stat().st_mtime > began
+
+
+def test_torchrun_workers_share_feature_and_label_stages_with_identical_labels(user_run, tmp_path):
+    one, audio = copy_run(user_run, tmp_path / "one")
+    two, _ = copy_run(user_run, tmp_path / "two")
+    args = ["-m", "pipelines.cli", "run", DEMO, f"audio_dir={audio}", *TINY, "--from", "it1-features",
+            "--until", "it1-labels"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    alone = subprocess.run([sys.executable, *args, f"work_dir={one}"], capture_output=True, text=True,
+                           timeout=600, env=env)
+    assert alone.returncode == 0, alone.stderr[-3000:]
+    shared = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                             *args, f"work_dir={two}"], capture_output=True, text=True, timeout=600, env=env)
+    assert shared.returncode == 0, shared.stderr[-3000:]
+    assert sorted(p.name for p in (two / "it1-features").glob("train_*.npy")) == ["train_0_2.npy", "train_1_2.npy"]
+    for split in ("train", "valid"):
+        assert (two / "it1-labels" / f"{split}.km").read_bytes() == (one / "it1-labels" / f"{split}.km").read_bytes()
+    assert not list((two / "it1-labels").glob("*_*_2.km"))  # shards merged, then removed
