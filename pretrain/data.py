@@ -27,6 +27,17 @@ class Batch:
     targets: list[torch.Tensor]  # per label set, (B, T) long, IGNORE where unlabelled
     seed: int  # seeds masks and dropout for this batch
 
+    def pin_memory(self) -> "Batch":
+        """A copy in page-locked memory (DataLoader's pin_memory calls this), so the copy to
+        the GPU can be `non_blocking`."""
+        return Batch(self.wav.pin_memory(), self.lengths.pin_memory(), [t.pin_memory() for t in self.targets],
+                     self.seed)
+
+    @property
+    def padded(self) -> bool:
+        """Whether any item is shorter than the batch (decided here, on the host)."""
+        return bool((self.lengths < self.wav.shape[1]).any())
+
 
 class LabelledAudio:
     """Utterances of one split with their label sets, short ones dropped.
@@ -91,13 +102,13 @@ def batch_seed(seed: int, epoch: int, index: int) -> int:
 
 
 def collate(items: list[tuple[np.ndarray, list[np.ndarray]]], label_rates: list[float], crop: bool,
-            max_sample_size: int, seed: int, spec: ConvSpec = BASE_CONV) -> Batch:
+            max_sample_size: int, seed: int, spec: ConvSpec = BASE_CONV, crop_multiple: int = 0) -> Batch:
     """Crop every item to the shortest (crop=True, random start) or pad to the longest,
     at most `max_sample_size`; labels follow the crop and are aligned to the frames of a
-    model whose CNN is `spec` ((kernel, stride) per layer)."""
+    model whose CNN is `spec` ((kernel, stride) per layer). `crop_multiple` > 0 rounds that
+    length to a grid (see `batch_length`) so batch shapes repeat."""
     rng = np.random.default_rng(seed)
-    target = min(len(w) for w, _ in items) if crop else max(len(w) for w, _ in items)
-    target = min(target, max_sample_size)
+    target = batch_length([len(w) for w, _ in items], crop, max_sample_size, crop_multiple)
     frames = num_model_frames(target, spec)
     wav = torch.zeros(len(items), target)
     lengths = torch.zeros(len(items), dtype=torch.long)
@@ -118,14 +129,29 @@ def collate(items: list[tuple[np.ndarray, list[np.ndarray]]], label_rates: list[
     return Batch(wav, lengths, targets, seed)
 
 
+def batch_length(sizes: list[int], crop: bool, max_sample_size: int, crop_multiple: int = 0) -> int:
+    """Samples per item of a batch of items `sizes` long: the shortest (crop) or the longest
+    (pad), at most `max_sample_size`. With `crop_multiple` > 0 a crop is rounded down to a
+    multiple of it (kept as is when shorter than one) and a pad rounded up, so that compiled
+    graphs, cuDNN plans and cuBLAS heuristics made for one length serve many batches.
+    0 is fairseq's exact crop to the shortest."""
+    target = min(min(sizes) if crop else max(sizes), max_sample_size)
+    if crop_multiple <= 0:
+        return target
+    if crop:
+        return target - target % crop_multiple if target >= crop_multiple else target
+    return -(-target // crop_multiple) * crop_multiple
+
+
 class BatchLoader(torch.utils.data.Dataset):
     """Global batches `indices` of one epoch as a map-style dataset (one item = one batch),
     so a DataLoader's workers load and collate them in parallel."""
 
     def __init__(self, data: LabelledAudio, batches: list[tuple[int, list[int]]], epoch: int,
-                 crop: bool, max_sample_size: int, seed: int, spec: ConvSpec = BASE_CONV):
+                 crop: bool, max_sample_size: int, seed: int, spec: ConvSpec = BASE_CONV, crop_multiple: int = 0):
         self.data, self.batches, self.epoch = data, batches, epoch
         self.crop, self.max_sample_size, self.seed, self.spec = crop, max_sample_size, seed, spec
+        self.crop_multiple = crop_multiple
         self.rates = [info.label_rate for info in data.infos]
 
     def __len__(self) -> int:
@@ -133,8 +159,37 @@ class BatchLoader(torch.utils.data.Dataset):
 
     def __getitem__(self, position: int) -> Batch:
         index, items = self.batches[position]
-        return collate([self.data.load(i) for i in items], self.rates, self.crop,
-                       self.max_sample_size, batch_seed(self.seed, self.epoch, index), self.spec)
+        return self.load(items, batch_seed(self.seed, self.epoch, index))
+
+    def load(self, items: list[int], seed: int) -> Batch:
+        """The batch of utterances `items`, cropped and labelled with random choices from `seed`."""
+        return collate([self.data.load(i) for i in items], self.rates, self.crop, self.max_sample_size, seed,
+                       self.spec, self.crop_multiple)
+
+
+class PlannedBatches(torch.utils.data.Dataset):
+    """One worker's batches of every epoch as one dataset, item (epoch, position) -> Batch, so a
+    single DataLoader (and its worker processes) serves a whole run. Each epoch is planned
+    from the seed when first asked for (`plan_batches`, then `worker_batches`)."""
+
+    def __init__(self, loader: BatchLoader, max_tokens: int, rank: int, world: int):
+        self.loader, self.max_tokens, self.rank, self.world = loader, max_tokens, rank, world
+        self._plans: dict[int, list[tuple[int, list[int]]]] = {}  # the two latest epochs asked for
+
+    def epoch(self, epoch: int) -> list[tuple[int, list[int]]]:
+        """(global index, items) of this worker's batches in `epoch`."""
+        if epoch not in self._plans:
+            data, loader = self.loader.data, self.loader
+            plan = plan_batches([data.size(i) for i in range(len(data))], self.max_tokens,
+                                loader.max_sample_size, loader.seed, epoch)
+            self._plans = {e: p for e, p in self._plans.items() if e >= epoch - 1}
+            self._plans[epoch] = worker_batches(plan, self.rank, self.world)
+        return self._plans[epoch]
+
+    def __getitem__(self, key: tuple[int, int]) -> Batch:
+        epoch, position = key
+        index, items = self.epoch(epoch)[position]
+        return self.loader.load(items, batch_seed(self.loader.seed, epoch, index))
 
 
 def worker_batches(batches: list[list[int]], rank: int, world: int) -> list[tuple[int, list[int]]]:

@@ -34,7 +34,10 @@ class LossOutput:
 def hubert_loss(out: PretrainOutput, targets: list[torch.Tensor], masked_weight: float = 1.0,
                 unmasked_weight: float = 0.0, penalty_weight: float = 10.0,
                 normalizer: float | torch.Tensor | None = None) -> LossOutput:
-    """targets: per label set, (B, T) long aligned to model frames, IGNORE where unlabelled."""
+    """targets: per label set, (B, T) long aligned to model frames, IGNORE where unlabelled.
+
+    Sums over frames are masked sums over every (B, T) frame, not boolean indexing: shapes
+    never depend on the mask, so nothing waits for the device."""
     if len(targets) != len(out.logits):
         raise ValueError(f"{len(targets)} target sets for a model with {len(out.logits)} heads")
     zero = out.feature_penalty.new_zeros(())
@@ -44,11 +47,13 @@ def hubert_loss(out: PretrainOutput, targets: list[torch.Tensor], masked_weight:
             raise ValueError(f"targets of shape {tuple(target.shape)} do not match "
                              f"{tuple(logits.shape[:2])} model frames")
         labelled = (target != IGNORE) & ~out.padding
+        ce = F.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="none",
+                             ignore_index=IGNORE).view_as(target)  # (B, T), 0 where IGNORE
+        correct = logits.argmax(-1) == target
         for prefix, select in (("m", labelled & out.mask), ("u", labelled & ~out.mask)):
-            chosen, goal = logits[select], target[select]
-            sums[f"{prefix}_ce"] = sums[f"{prefix}_ce"] + F.cross_entropy(chosen, goal, reduction="sum")
+            sums[f"{prefix}_ce"] = sums[f"{prefix}_ce"] + torch.where(select, ce, 0.0).sum()
             sums[f"{prefix}_n"] = sums[f"{prefix}_n"] + select.sum()
-            sums[f"{prefix}_ok"] = sums[f"{prefix}_ok"] + (chosen.argmax(-1) == goal).sum()
+            sums[f"{prefix}_ok"] = sums[f"{prefix}_ok"] + (correct & select).sum()
     if normalizer is None:
         normalizer = sums["m_n"].clamp(min=1)
     total = masked_weight * sums["m_ce"] + unmasked_weight * sums["u_ce"] \

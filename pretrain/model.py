@@ -8,10 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .cnn import FeatureExtractor, GradMultiply
+from .cnn import FeatureExtractor, GradMultiply, check_kernels
 from .config import MaskConfig, ModelConfig
 from .masking import span_mask
-from .transformer import Transformer
+from .transformer import PositionalConv, Transformer, TransformerLayer
 
 
 class FeatureProjection(nn.Module):
@@ -56,36 +56,61 @@ class HubertEncoder(nn.Module):
     def forward(self, wav: torch.Tensor, lengths: torch.Tensor | None = None,
                 mask: torch.Tensor | MaskConfig | None = None,
                 num_layers: int | None = None, normalize: bool | None = None) -> EncoderOutput:
-        """wav: (B, S) float; lengths: (B,) valid samples or None (all valid).
+        """wav: (B, S) float; lengths: (B,) valid samples, or None when no sample is padding
+        (then no attention mask is built, so flash attention applies).
 
         `mask` is a (B, T) bool tensor, a MaskConfig to draw one, or None.
         The waveform is layer-normalised here when `normalize` (default:
-        `config.normalize`) is set.
+        `config.normalize`) is set. Nothing here reads a value back from the device.
         """
-        if lengths is None:
-            lengths = torch.full((wav.shape[0],), wav.shape[1], dtype=torch.long, device=wav.device)
         if self.config.normalize if normalize is None else normalize:
             wav = _normalize_waveform(wav, lengths)
         features, frames = self.feature_extractor(wav, lengths)
         if self.config.feature_grad_mult != 1.0 and self.training:
             features = GradMultiply.apply(features, self.config.feature_grad_mult)
-        padding = torch.arange(features.shape[1], device=wav.device)[None, :] >= frames[:, None]
+        batch, num_frames = features.shape[:2]
+        padding = None if frames is None else \
+            torch.arange(num_frames, device=wav.device)[None, :] >= frames[:, None]
         x = self.feature_projection(features)
         if isinstance(mask, MaskConfig):
-            mask = span_mask(frames, x.shape[1], mask)
+            valid = torch.full((batch,), num_frames, device=wav.device) if frames is None else frames
+            mask = span_mask(valid, num_frames, mask)
         if mask is not None:
             x = torch.where(mask[..., None], self.masked_spec_embed.to(x.dtype), x)
         layers, last = self.encoder(x, padding, num_layers)
+        if padding is None:
+            padding = torch.zeros(batch, num_frames, dtype=torch.bool, device=wav.device)
         return EncoderOutput(layers, last, padding, mask, features)
 
 
-def _normalize_waveform(wav: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Zero mean, unit variance over each utterance's valid samples; (B, S) -> (B, S)."""
+def _normalize_waveform(wav: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+    """Zero mean, unit variance over each utterance's valid samples (all when lengths is None);
+    (B, S) -> (B, S), padding set to 0."""
+    if lengths is None:
+        return F.layer_norm(wav, wav.shape[-1:], eps=1e-5)
     valid = (torch.arange(wav.shape[1], device=wav.device)[None, :] < lengths[:, None]).to(wav.dtype)
     count = lengths[:, None].to(wav.dtype)
     mean = (wav * valid).sum(1, keepdim=True) / count
     var = (((wav - mean) * valid) ** 2).sum(1, keepdim=True) / count
     return (wav - mean) * torch.rsqrt(var + 1e-5) * valid
+
+
+def set_kernels(model: nn.Module, choice: str) -> None:
+    """Run the CNN and the positional conv of `model` on the fast or the reference kernels:
+    choice "auto" (fast on CUDA), "fast" or "reference". Weights and outputs stay the same."""
+    check_kernels(choice)
+    for module in model.modules():
+        if isinstance(module, (FeatureExtractor, PositionalConv)):
+            module.kernels = choice
+
+
+def compile_regions(model: nn.Module) -> None:
+    """torch.compile, in place, the parts that repeat and hold no data-dependent control flow:
+    the CNN, the positional conv and each transformer layer (layerdrop stays eager between
+    them). State-dict names do not change, so checkpoints are the same."""
+    for module in model.modules():
+        if isinstance(module, (FeatureExtractor, PositionalConv, TransformerLayer)):
+            module.compile()
 
 
 @dataclass

@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from .typed import SettingError, at_least, from_dict, one_of, positive
 
 # Settings that decide how a run goes, not what it learns: changing them never restarts training.
-RUN_ONLY = ("num_workers", "log_every", "valid_every", "save_every", "keep_last", "device", "max_bad_updates")
+# `kernels` and `compile` compute the same function (fast and reference paths agree to float rounding).
+RUN_ONLY = ("num_workers", "log_every", "valid_every", "save_every", "keep_last", "device", "max_bad_updates",
+            "kernels", "compile")
 
 
 @dataclass
@@ -35,6 +37,7 @@ class TrainConfig:
     min_sample_size: int = 32_000  # utterances shorter than this are dropped
     max_sample_size: int = 250_000  # longer items are cropped to this
     crop: bool = True  # crop every item to the batch's shortest (fairseq); False pads instead
+    crop_multiple: int = 0  # samples; >0 rounds crops down (pads up) to a multiple so shapes repeat; 0: fairseq
     num_workers: int = 1  # DataLoader processes
     seed: int = 1337
     # bookkeeping
@@ -43,16 +46,20 @@ class TrainConfig:
     save_every: int = 5_000
     keep_last: int = 3
     device: str = "auto"  # "auto": cuda when available, else cpu
+    kernels: str = "auto"  # CNN and positional conv: "fast" (matmul/FFT), "reference" (nn.Conv1d), "auto": fast on cuda
+    compile: str = "auto"  # torch.compile the CNN, positional conv and layers: "on", "off", "auto" (per device type)
 
     def __post_init__(self):
         self.betas = tuple(self.betas)
         one_of(self, "precision", ("fp32", "bf16", "fp16"))
+        one_of(self, "kernels", ("auto", "fast", "reference"))
+        one_of(self, "compile", ("auto", "on", "off"))
         for name in ("lr", "eps", "clip_norm", "max_tokens", "min_sample_size", "max_sample_size"):
             positive(self, name)
         for name in ("update_freq", "max_updates", "max_bad_updates", "log_every", "valid_every", "save_every"):
             at_least(self, name, 1)
         for name in ("warmup_updates", "weight_decay", "masked_weight", "unmasked_weight", "penalty_weight",
-                     "num_workers", "keep_last"):
+                     "num_workers", "keep_last", "crop_multiple"):
             at_least(self, name, 0)
         if not all(0 <= b < 1 for b in self.betas):
             raise SettingError(f"betas: each must lie in [0, 1), got {self.betas}")

@@ -6,6 +6,13 @@ worker and divided by the number of masked frames of the whole update (all
 micro-batches, all workers), as fairseq does; so 2 workers with batch B and 1
 worker with accumulation 2 take the same step. Unmasked accuracy falling while
 masked accuracy rises is expected: the unmasked loss weight is 0 in the paper.
+
+Between two logs nothing is read back from the device: statistics add up there, a
+non-finite gradient norm skips its update there (fused AdamW's `found_inf`), and the
+skipped updates are counted, and `max_bad_updates` in a row checked, when the log is
+read (every `log_every` updates). A SIGTERM stops a single process after the update in
+flight; under torchrun the workers agree at the next log read, at most `log_every`
+updates later (keep log_every x step time inside the scheduler's grace period).
 """
 from __future__ import annotations
 
@@ -21,20 +28,23 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from clustering.audio import SAMPLE_RATE
 from clustering.manifest import read_manifest
 
 from .checkpoint import load_latest, save_best, save_checkpoint
 from .config import MaskConfig, ModelConfig
-from .data import Batch, BatchLoader, LabelledAudio, plan_batches, worker_batches
+from .data import Batch, BatchLoader, LabelledAudio, PlannedBatches, plan_batches
 from .distributed import Workers, setup_workers, teardown_workers
 from .loss import hubert_loss
-from .model import HubertPretrain
+from .model import HubertPretrain, compile_regions, set_kernels
 from .model_io import model_state
 from .train_config import TrainConfig
 
 STATS = ("masked_ce", "unmasked_ce", "num_masked", "num_unmasked", "masked_correct",
-         "unmasked_correct", "feature_penalty", "audio_samples", "batches", "stop_requests")
-STOP = STATS.index("stop_requests")  # summed over workers with the other statistics: all stop together
+         "unmasked_correct", "feature_penalty")  # sums over frames, kept on the device
+NUM_MASKED = STATS.index("num_masked")
+HOST_STATS = ("audio_samples", "batches", "stop_requests")  # counted on the host, summed over workers at a log
+COMPILE_BY_DEVICE = {"cpu": False, "cuda": False}  # what compile="auto" means; the GPU benchmark decides cuda's
 COLLAPSE_SHARE = 20  # predicting at most 1/20 of the units at validation is reported as a collapse
 UNMASKED_NOTE = ("note: unmasked accuracy may fall while masked accuracy rises; this is expected, "
                  "the unmasked loss weight is 0 (the paper's setting)")
@@ -49,7 +59,8 @@ class Preempted(TrainingError):
 
 
 class StopRequest:
-    """Turns SIGTERM (preemption, `kill`) into a request checked once per update, in the main thread."""
+    """Turns SIGTERM (preemption, `kill`) into a host-side flag: a single process checks it after
+    every update at no cost; under torchrun it is summed over workers at log reads."""
 
     def __init__(self):
         self.signal_name = ""
@@ -87,41 +98,53 @@ def lr_at(update: int, config: TrainConfig) -> float:
 
 
 class MicroBatches:
-    """This worker's endless stream of micro-batches, epoch after epoch, from a cursor."""
+    """This worker's endless stream of micro-batches, epoch after epoch, from a cursor
+    (epoch, position of the next batch). One DataLoader serves the whole run: its worker
+    processes persist across epochs, and on CUDA its batches come pinned."""
 
     def __init__(self, data: LabelledAudio, config: TrainConfig, workers: Workers, epoch: int, position: int,
                  spec: tuple[tuple[int, int], ...]):
-        self.data, self.config, self.workers, self.spec = data, config, workers, spec
+        loader = BatchLoader(data, [], 0, config.crop, config.max_sample_size, config.seed, spec,
+                             config.crop_multiple)
+        self.planned = PlannedBatches(loader, config.max_tokens, workers.rank, workers.world)
+        if not self.planned.epoch(epoch):
+            raise TrainingError(f"too few batches to share among {workers.world} workers; "
+                                "lower max_tokens or use fewer workers")
+        if position >= len(self.planned.epoch(epoch)):  # resumed exactly at the end of an epoch
+            epoch, position = epoch + 1, 0
         self.epoch, self.position = epoch, position
+        self._loader = torch.utils.data.DataLoader(
+            self.planned, batch_size=None, sampler=_Cursor(self.planned, epoch, position),
+            num_workers=config.num_workers, pin_memory=workers.device.type == "cuda",
+            persistent_workers=config.num_workers > 0, prefetch_factor=2 if config.num_workers else None)
         self._iterator = None
 
-    def _open(self):
-        c = self.config
-        plan = plan_batches([self.data.size(i) for i in range(len(self.data))], c.max_tokens,
-                            c.max_sample_size, c.seed, self.epoch)
-        mine = worker_batches(plan, self.workers.rank, self.workers.world)
-        if not mine:
-            raise TrainingError(f"{len(plan)} batches cannot be shared by {self.workers.world} workers; "
-                                "lower max_tokens or use fewer workers")
-        if self.position >= len(mine):  # resumed exactly at the end of an epoch
-            self.epoch, self.position = self.epoch + 1, 0
-            return self._open()
-        loader = BatchLoader(self.data, mine[self.position:], self.epoch, c.crop, c.max_sample_size, c.seed,
-                             self.spec)
-        self._iterator = iter(torch.utils.data.DataLoader(
-            loader, batch_size=None, shuffle=False, num_workers=c.num_workers,
-            persistent_workers=False, prefetch_factor=2 if c.num_workers else None))
-        self._left = len(mine) - self.position
-
     def next(self) -> Batch:
-        if self._iterator is None or self._left == 0:
-            if self._iterator is not None:
-                self.epoch, self.position = self.epoch + 1, 0
-            self._open()
+        if self._iterator is None:
+            self._iterator = iter(self._loader)
         batch = next(self._iterator)
         self.position += 1
-        self._left -= 1
+        if self.position == len(self.planned.epoch(self.epoch)):
+            self.epoch, self.position = self.epoch + 1, 0
         return batch
+
+    def close(self) -> None:
+        """Stop the loader's worker processes (a persistent loader holds its iterator too)."""
+        self._iterator = self._loader = None
+
+
+class _Cursor:
+    """Sampler of (epoch, position) keys from a cursor onwards, forever."""
+
+    def __init__(self, planned: PlannedBatches, epoch: int, position: int):
+        self.planned, self.epoch, self.position = planned, epoch, position
+
+    def __iter__(self):
+        epoch, position = self.epoch, self.position
+        while True:
+            for index in range(position, len(self.planned.epoch(epoch))):
+                yield epoch, index
+            epoch, position = epoch + 1, 0
 
 
 def train(manifest_dir: str | Path, label_dirs: list[str | Path], out_dir: str | Path,
@@ -143,7 +166,6 @@ def train(manifest_dir: str | Path, label_dirs: list[str | Path], out_dir: str |
 
 def _train(manifest_dir, label_dirs, out_dir, settings: tuple[ModelConfig, MaskConfig], config, init_from,
            workers, log, stop: StopRequest) -> TrainResult:
-    model_config, mask_config = settings
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_dir = out_dir / "checkpoints"
     train_data = LabelledAudio(manifest_dir / "train.tsv", label_dirs, config.min_sample_size)
@@ -151,94 +173,151 @@ def _train(manifest_dir, label_dirs, out_dir, settings: tuple[ModelConfig, MaskC
     if workers.is_main:
         log(f"train: {len(train_data)} utterances ({train_data.dropped} under {config.min_sample_size} "
             f"samples dropped); units per label set {train_data.num_units}")
-    torch.manual_seed(config.seed)
-    model = HubertPretrain(model_config, train_data.num_units, mask_config).to(workers.device)
-    if init_from:
-        _load_encoder_weights(model, init_from)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=config.betas,
-                                  eps=config.eps, weight_decay=config.weight_decay)
-    scaler = torch.amp.GradScaler(workers.device.type, enabled=config.precision == "fp16")
-    update, epoch, position, best = 0, 0, 0, math.inf
-    state = load_latest(ckpt_dir, log)
-    if state is not None:
-        _check_same_model(state, model, ckpt_dir)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        update, epoch, position, best = state["update"], state["epoch"], state["position"], state["best_valid"]
-        log(f"resuming from update {update}")
-        _note_schedule_change(state.get("train_config", {}), config, update, log)
-    net = model
-    if workers.world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[workers.device.index] if workers.device.type == "cuda" else None,
-            find_unused_parameters=model_config.layerdrop > 0)
-    stream = MicroBatches(train_data, config, workers, epoch, position, model_config.conv_spec)
+    run = _Run.start(train_data.num_units, settings, config, init_from, workers, ckpt_dir, log)
+    model, optimizer, scaler, update, best = run.model, run.optimizer, run.scaler, run.update, run.best
+    stream = MicroBatches(train_data, config, workers, run.epoch, run.position, model.config.conv_spec)
     logger = _Logger(out_dir, workers.is_main, log, config.penalty_weight)
     if workers.is_main and update == 0:
         log(UNMASKED_NOTE)
     bar = tqdm(total=config.max_updates, initial=update, desc="train", unit="upd",
                disable=not workers.is_main, mininterval=2)
-    window, bad, begin, data_seconds = torch.zeros(len(STATS), dtype=torch.float64), 0, time.time(), 0.0
-    while update < config.max_updates:
-        lr = lr_at(update, config)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        net.train()
-        stats = torch.zeros(len(STATS), dtype=torch.float64)
-        for micro in range(config.update_freq):
-            waited = time.time()
-            batch = stream.next()
-            data_seconds += time.time() - waited
-            sync = micro == config.update_freq - 1 or workers.world == 1
-            with contextlib.nullcontext() if sync else net.no_sync():
-                result = _forward(net, batch, config, workers.device)
-                scaler.scale(result.loss).backward()
-            stats += _stats(result, batch)
-        stats[STOP] = 1.0 if stop.signal_name else 0.0
-        stats = workers.sum(stats).cpu()
-        scaler.unscale_(optimizer)
-        for p in model.parameters():
-            if p.grad is not None:  # sum over the update / masked frames of the update
-                p.grad.mul_(workers.world / max(1.0, stats[2].item()))
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
-        update += 1
-        if torch.isfinite(grad_norm):
-            scaler.step(optimizer)
-            bad = 0
-        else:
-            bad += 1
-            logger.skipped += 1
-            log(f"update {update}: non-finite loss or gradient, update skipped "
-                f"({bad} in a row, {logger.skipped} in all)")
-            if bad >= config.max_bad_updates:
-                raise TrainingError(f"{bad} non-finite updates in a row at update {update}; lower the "
-                                    "lr, use bf16 instead of fp16, or check the data")
-        scaler.update()
-        optimizer.zero_grad(set_to_none=True)
-        window += stats
-        bar.update(1)
-        if update % config.log_every == 0 or update == config.max_updates:
-            record = logger.train_record(update, lr, window, grad_norm.item(), time.time() - begin, data_seconds)
-            bar.set_postfix(loss=f"{record['loss']:.3f}", acc_m=f"{record['masked_acc']:.3f}",
-                            audio_s_per_s=f"{record['audio_s_per_s']:.1f}")
-            window, begin, data_seconds = torch.zeros(len(STATS), dtype=torch.float64), time.time(), 0.0
-        if valid_data is not None and (update % config.valid_every == 0 or update == config.max_updates):
-            record = logger.valid_record(update, validate(net, model, valid_data, config, workers))
-            if record["loss"] < best:  # best.pt now, whether or not this update is saved
-                best = record["loss"]
-                if workers.is_main:
-                    save_best({**model_state(model), "update": update, "best_valid": best}, ckpt_dir)
-        stopping = stats[STOP].item() > 0
-        if update % config.save_every == 0 or update == config.max_updates or stopping:
-            _save(lambda: _full_state(model, optimizer, scaler, stream, update, best, config),
-                  ckpt_dir, update, config.keep_last, workers)
-        if stopping:
-            bar.close()
-            raise Preempted(f"stopped by {stop.signal_name or 'SIGTERM on another worker'} after update "
-                            f"{update}; checkpoint saved in {ckpt_dir}; rerun the same command to continue")
-    bar.close()
+    window = _Window(workers.device, update)
+    try:
+        while update < config.max_updates:
+            lr = lr_at(update, config)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            run.net.train()
+            stats = _accumulate(run.net, stream, config, workers, scaler, window)
+            grad_norm, bad = _step(model, optimizer, scaler, stats, config, workers)
+            window.add(stats, grad_norm, bad)
+            update += 1
+            bar.update(1)
+            stopping = bool(stop.signal_name) if workers.world == 1 else False
+            if update % config.log_every == 0 or update == config.max_updates:
+                totals = window.read(workers, bool(stop.signal_name), update)
+                record = logger.train_record(update, lr, totals)
+                _check_bad_updates(totals, config, update, log)
+                stopping = stopping or totals["stop_requests"] > 0
+                bar.set_postfix(loss=f"{record['loss']:.3f}", acc_m=f"{record['masked_acc']:.3f}",
+                                audio_s_per_s=f"{record['audio_s_per_s']:.1f}")
+            if valid_data is not None and (update % config.valid_every == 0 or update == config.max_updates):
+                record = logger.valid_record(update, validate(run.net, model, valid_data, config, workers))
+                if record["loss"] < best:  # best.pt now, whether or not this update is saved
+                    best = record["loss"]
+                    if workers.is_main:
+                        save_best({**model_state(model), "update": update, "best_valid": best}, ckpt_dir)
+            if update % config.save_every == 0 or update == config.max_updates or stopping:
+                _save(lambda: _full_state(model, optimizer, scaler, stream, update, best, config),
+                      ckpt_dir, update, config.keep_last, workers)
+            if stopping:
+                raise Preempted(f"stopped by {stop.signal_name or 'SIGTERM on another worker'} after update "
+                                f"{update}; checkpoint saved in {ckpt_dir}; rerun the same command to continue")
+    finally:
+        bar.close()
+        stream.close()
     return TrainResult(update, ckpt_dir, logger.history)
+
+
+@dataclass
+class _Run:
+    """The model (and its DDP wrapper `net`), optimizer and scaler of a run, at its first update."""
+    model: HubertPretrain
+    net: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    update: int = 0
+    epoch: int = 0
+    position: int = 0
+    best: float = math.inf
+
+    @classmethod
+    def start(cls, num_units: list[int], settings: tuple[ModelConfig, MaskConfig], config: TrainConfig,
+              init_from, workers: Workers, ckpt_dir: Path, log) -> "_Run":
+        """A fresh run (from `init_from`'s weights if given) or the newest checkpoint's."""
+        model_config, mask_config = settings
+        torch.manual_seed(config.seed)
+        model = HubertPretrain(model_config, num_units, mask_config).to(workers.device)
+        if init_from:
+            _load_encoder_weights(model, init_from)
+        # fused: one kernel for the whole step, and it skips a step on the device when found_inf is 1
+        optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=config.betas,
+                                      eps=config.eps, weight_decay=config.weight_decay, fused=True)
+        run = cls(model, model, optimizer, torch.amp.GradScaler(workers.device.type,
+                                                                enabled=config.precision == "fp16"))
+        state = load_latest(ckpt_dir, log)
+        if state is not None:
+            run._resume(state, ckpt_dir, config, log)
+        set_kernels(model, config.kernels)
+        if config.compile == "on" or (config.compile == "auto" and COMPILE_BY_DEVICE.get(workers.device.type)):
+            compile_regions(model)
+        if workers.world > 1:
+            run.net = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[workers.device.index] if workers.device.type == "cuda" else None,
+                find_unused_parameters=model.config.layerdrop > 0)
+        return run
+
+    def _resume(self, state: dict, ckpt_dir: Path, config: TrainConfig, log) -> None:
+        _check_same_model(state, self.model, ckpt_dir)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        for group in self.optimizer.param_groups:  # a checkpoint from before fused AdamW says fused=None
+            group["fused"], group["foreach"] = True, None
+        self.scaler.load_state_dict(state["scaler"])
+        self.update, self.epoch, self.position = state["update"], state["epoch"], state["position"]
+        self.best = state["best_valid"]
+        log(f"resuming from update {self.update}")
+        _note_schedule_change(state.get("train_config", {}), config, self.update, log)
+
+
+def _accumulate(net, stream: MicroBatches, config: TrainConfig, workers: Workers, scaler,
+                window: "_Window") -> torch.Tensor:
+    """Forward and backward of one update's micro-batches; returns STATS summed over them and
+    over workers, on the device (nothing is read back)."""
+    stats = None
+    for micro in range(config.update_freq):
+        waited = time.time()
+        batch = stream.next()
+        window.count_batch(batch, time.time() - waited)
+        sync = micro == config.update_freq - 1 or workers.world == 1
+        with contextlib.nullcontext() if sync else net.no_sync():
+            result = _forward(net, batch, config, workers.device)
+            scaler.scale(result.loss).backward()
+        stats = _stats(result) if stats is None else stats + _stats(result)
+    return workers.sum(stats)
+
+
+def _step(model: HubertPretrain, optimizer, scaler, stats: torch.Tensor, config: TrainConfig,
+          workers: Workers) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normalise, clip and apply the summed gradients; (grad norm, 1.0 if the update was skipped
+    as non-finite else 0.0), both on the device: the decision never leaves it."""
+    scaler.unscale_(optimizer)
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    # DDP averaged over workers: back to the update's sum, then over its masked frames; and
+    # clipped as clip_grad_norm_ does; one pass over the gradients for both.
+    scale = (workers.world / stats[NUM_MASKED].clamp(min=1)).float()
+    grad_norm = torch.nn.utils.get_total_norm(grads, foreach=True) * scale
+    torch._foreach_mul_(grads, scale * (config.clip_norm / (grad_norm + 1e-6)).clamp(max=1.0))
+    bad = (~torch.isfinite(grad_norm)).float()
+    optimizer.found_inf = bad  # read by fused AdamW (as GradScaler does): 1.0 leaves weights and state alone
+    optimizer.step()
+    del optimizer.found_inf
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+    return grad_norm, bad
+
+
+def _check_bad_updates(totals: dict, config: TrainConfig, update: int, log) -> None:
+    """Report the updates of the last log interval that were skipped; stop when `max_bad_updates`
+    came in a row. Checked at the log read, so the stop comes up to `log_every` updates late."""
+    if not totals["skipped"]:
+        return
+    log(f"updates {totals['first_update'] + 1}-{update}: {totals['skipped']:.0f} non-finite loss or gradient, "
+        f"update skipped ({totals['skipped_in_all']:.0f} in all)")
+    if totals["bad_in_a_row"] >= config.max_bad_updates:
+        raise TrainingError(f"{totals['bad_in_a_row']:.0f} non-finite updates in a row by update {update} "
+                            f"(max_bad_updates {config.max_bad_updates}, checked every {config.log_every} "
+                            "updates); lower the lr, use bf16 instead of fp16, or check the data")
 
 
 def _save(state, ckpt_dir: Path, update: int, keep_last: int, workers: Workers) -> None:
@@ -304,21 +383,69 @@ def _load_encoder_weights(model: HubertPretrain, source) -> None:
 
 
 def _forward(net, batch: Batch, config: TrainConfig, device: torch.device):
-    """Forward + loss (summed, not normalised) of one micro-batch; masks and dropout seeded by the batch."""
+    """Forward + loss (summed, not normalised) of one micro-batch; masks and dropout seeded by the batch.
+    An unpadded batch (every crop) goes in without lengths: no padding masks, flash attention."""
     torch.manual_seed(batch.seed)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.precision)
+    lengths = batch.lengths.to(device, non_blocking=True) if batch.padded else None
     with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-        out = net(batch.wav.to(device), batch.lengths.to(device))
-    targets = [t.to(device) for t in batch.targets]
+        out = net(batch.wav.to(device, non_blocking=True), lengths)
+    targets = [t.to(device, non_blocking=True) for t in batch.targets]
     return hubert_loss(out, targets, config.masked_weight, config.unmasked_weight,
                        config.penalty_weight, normalizer=1.0)
 
 
-def _stats(result, batch: Batch) -> torch.Tensor:
+def _stats(result) -> torch.Tensor:
+    """STATS of one micro-batch, (len(STATS),) float64 on the device."""
     values = [result.masked_ce, result.unmasked_ce, result.num_masked, result.num_unmasked,
-              result.masked_correct, result.unmasked_correct, result.feature_penalty * result.num_masked,
-              batch.lengths.sum(), 1, 0]
-    return torch.tensor([float(v) for v in values], dtype=torch.float64)
+              result.masked_correct, result.unmasked_correct, result.feature_penalty * result.num_masked]
+    return torch.stack([v.double() for v in values])
+
+
+class _Window:
+    """What happened since the last log: sums on the device, added to without reading them back,
+    and counts known on the host; `read` is the one synchronisation per log interval."""
+
+    def __init__(self, device: torch.device, update: int):
+        self.device, self.skipped_in_all = device, 0.0
+        self.run = torch.zeros((), dtype=torch.float64, device=device)  # non-finite updates in a row, to now
+        self._reset(update)
+
+    def _reset(self, update: int) -> None:
+        self.first_update, self.begin, self.data_seconds = update, time.time(), 0.0
+        self.host = torch.zeros(len(HOST_STATS), dtype=torch.float64)
+        # STATS, then the grad norm summed over applied updates, skipped updates, longest run of them
+        self.sums = torch.zeros(len(STATS) + 3, dtype=torch.float64, device=self.device)
+
+    def count_batch(self, batch: Batch, waited: float) -> None:
+        self.host[0] += float(batch.lengths.sum())  # a host tensor: no device involved
+        self.host[1] += 1
+        self.data_seconds += waited
+
+    def add(self, stats: torch.Tensor, grad_norm: torch.Tensor, bad: torch.Tensor) -> None:
+        """One update's STATS (summed over workers), its grad norm and its skip flag, all on the device.
+        A skipped update's statistics are left out (they may be NaN)."""
+        bad = bad.double()
+        self.run = (self.run + bad) * bad
+        kept = torch.where(bad > 0, 0.0, torch.cat([stats, grad_norm.double()[None]]))
+        self.sums[:len(STATS) + 1] += kept
+        self.sums[len(STATS) + 1] += bad
+        self.sums[len(STATS) + 2] = torch.maximum(self.sums[len(STATS) + 2], self.run)
+
+    def read(self, workers: Workers, stop_requested: bool, update: int) -> dict:
+        """The totals of the updates since the last read (host counts summed over workers);
+        the window then starts afresh at `update`."""
+        self.host[2] = 1.0 if stop_requested else 0.0
+        host = workers.sum(self.host).cpu().tolist()
+        values = self.sums.tolist()
+        seconds = max(time.time() - self.begin, 1e-9)
+        self.skipped_in_all += values[len(STATS) + 1]
+        totals = {**dict(zip(STATS, values)), **dict(zip(HOST_STATS, host)), "first_update": self.first_update,
+                  "grad_norm_sum": values[len(STATS)], "skipped": values[len(STATS) + 1],
+                  "bad_in_a_row": values[len(STATS) + 2], "skipped_in_all": self.skipped_in_all,
+                  "seconds": seconds, "data_share": self.data_seconds / seconds}
+        self._reset(update)
+        return totals
 
 
 @torch.no_grad()
@@ -329,14 +456,15 @@ def validate(net, model: HubertPretrain, data: LabelledAudio, config: TrainConfi
     plan = plan_batches([data.size(i) for i in range(len(data))], config.max_tokens,
                         config.max_sample_size, config.seed, epoch=0)
     mine = [(i, items) for i, items in enumerate(plan) if i % workers.world == workers.rank]
-    loader = BatchLoader(data, mine, 0, config.crop, config.max_sample_size, config.seed, model.config.conv_spec)
-    stats = torch.zeros(len(STATS), dtype=torch.float64)
+    loader = BatchLoader(data, mine, 0, config.crop, config.max_sample_size, config.seed, model.config.conv_spec,
+                         config.crop_multiple)
+    stats = torch.zeros(len(STATS), dtype=torch.float64, device=workers.device)
     variance = torch.zeros(model.config.num_hidden_layers, dtype=torch.float64)
     used = torch.zeros(model.num_units[0], dtype=torch.float64)
     for index in range(len(loader)):
         batch = loader[index]
         result = _forward(model, batch, config, workers.device)
-        stats += _stats(result, batch)
+        stats += _stats(result)
         out = model.encoder(batch.wav.to(workers.device), batch.lengths.to(workers.device))
         keep = ~out.padding
         for k, layer in enumerate(out.layers):
@@ -345,12 +473,13 @@ def validate(net, model: HubertPretrain, data: LabelledAudio, config: TrainConfi
         used += torch.bincount(logits[keep].argmax(-1).cpu(), minlength=used.numel()).double()
     stats, variance, used = workers.sum(stats).cpu(), workers.sum(variance).cpu(), workers.sum(used).cpu()
     frames = max(1.0, used.sum().item())
-    return {**_summary(stats, config.penalty_weight), "layer_variance": [round(v / frames, 5) for v in variance.tolist()],
+    return {**_summary(dict(zip(STATS, stats.tolist())), config.penalty_weight),
+            "layer_variance": [round(v / frames, 5) for v in variance.tolist()],
             "units_predicted": int((used > 0).sum().item()), "num_units": model.num_units[0]}
 
 
-def _summary(stats: torch.Tensor, penalty_weight: float) -> dict:
-    s = dict(zip(STATS, stats.tolist()))
+def _summary(s: dict, penalty_weight: float) -> dict:
+    """Loss and accuracies from STATS sums (name -> value)."""
     masked = max(1.0, s["num_masked"])
     return {"loss": (s["masked_ce"] + penalty_weight * s["feature_penalty"]) / masked,
             "masked_ce": s["masked_ce"] / masked,
@@ -363,7 +492,7 @@ class _Logger:
     """JSON lines (train_log.jsonl) and TensorBoard (tb/) on the main worker."""
 
     def __init__(self, out_dir: Path, active: bool, log, penalty_weight: float):
-        self.active, self.log, self.history, self.skipped = active, log, [], 0
+        self.active, self.log, self.history = active, log, []
         self.penalty_weight = penalty_weight
         self.path = out_dir / "train_log.jsonl"
         self.writer = None
@@ -383,12 +512,13 @@ class _Logger:
         self.history.append(record)
         return record
 
-    def train_record(self, update: int, lr: float, window: torch.Tensor, grad_norm: float, seconds: float,
-                     data_seconds: float) -> dict:
-        s = dict(zip(STATS, window.tolist()))
-        record = {"split": "train", "update": update, "lr": lr, **_summary(window, self.penalty_weight),
-                  "grad_norm": grad_norm, "audio_s_per_s": s["audio_samples"] / 16000 / max(seconds, 1e-9),
-                  "data_share": data_seconds / max(seconds, 1e-9), "skipped": self.skipped}
+    def train_record(self, update: int, lr: float, totals: dict) -> dict:
+        """The log record of the updates `_Window.read` summed up in `totals`."""
+        applied = max(1.0, update - totals["first_update"] - totals["skipped"])
+        record = {"split": "train", "update": update, "lr": lr, **_summary(totals, self.penalty_weight),
+                  "grad_norm": totals["grad_norm_sum"] / applied,
+                  "audio_s_per_s": totals["audio_samples"] / SAMPLE_RATE / totals["seconds"],
+                  "data_share": totals["data_share"], "skipped": int(totals["skipped_in_all"])}
         return self._emit(record, "train")
 
     def valid_record(self, update: int, metrics: dict) -> dict:

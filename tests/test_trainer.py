@@ -1,6 +1,8 @@
 """Pretraining learns, resumes exactly after SIGKILL, matches across worker counts, survives faults."""
 import json
+import math
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +16,7 @@ from pretrain import trainer as trainer_module
 from pretrain.config import model_preset
 from pretrain.data import LabelledAudio
 from pretrain.train_config import apply_overrides, train_preset
-from pretrain.trainer import TrainingError, train
+from pretrain.trainer import Preempted, TrainingError, train
 from tone_corpus import make_tone_corpus
 
 HERE = Path(__file__).parent
@@ -85,9 +87,15 @@ def test_sigkill_at_update_30_then_resume_gives_the_same_weights(corpus, tmp_pat
     assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-6
 
 
-def _ddp_worker(rank, root, labels, out, port):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank))
+def _as_torchrun_worker(rank, port):
+    """What torchrun sets for worker `rank` of 2."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank),
+                      LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
+
+
+def _ddp_worker(rank, root, labels, out, port):
+    _as_torchrun_worker(rank, port)
     train(root, [labels], out, model_preset("tiny"), quick(max_updates=6, save_every=6, warmup_updates=2),
           log=lambda m: None)
 
@@ -104,6 +112,38 @@ def test_two_gloo_workers_match_one_worker_with_accumulation_2(corpus, tmp_path)
         assert torch.allclose(a[key], b[key], atol=1e-5, rtol=1e-4), key
 
 
+def _ddp_sigterm_worker(rank, root, labels, out, port):
+    _as_torchrun_worker(rank, port)
+    if rank == 1:  # only this worker is signalled, during update 3
+        real, calls = trainer_module.hubert_loss, []
+
+        def loss_then_term(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == 3:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return real(*args, **kwargs)
+
+        trainer_module.hubert_loss = loss_then_term
+    try:
+        train(root, [labels], out, model_preset("tiny"), quick(max_updates=20, log_every=5, save_every=100,
+                                                              warmup_updates=2), log=lambda m: None)
+    except Preempted as stopped:
+        (out / f"stopped{rank}.txt").write_text(str(stopped))
+
+
+def test_sigterm_on_one_torchrun_worker_stops_all_at_the_next_log_read(corpus, tmp_path):
+    """Under DDP the workers agree on a stop without a per-update read-back: the stop requests
+    are summed with the log statistics, so all stop at the next log read (update 5 here, for a
+    signal during update 3), save one checkpoint there and say so."""
+    root, labels = corpus
+    port = 29500 + (os.getpid() + 500) % 1000
+    mp.spawn(_ddp_sigterm_worker, args=(root, labels, tmp_path, port), nprocs=2, join=True)
+    messages = [(tmp_path / f"stopped{rank}.txt").read_text() for rank in (0, 1)]
+    assert messages[0].startswith("stopped by SIGTERM on another worker after update 5;")
+    assert messages[1].startswith("stopped by SIGTERM after update 5;")
+    assert [p.name for p in (tmp_path / "checkpoints").glob("update_*.pt")] == ["update_0000005.pt"]
+
+
 def test_corrupt_newest_checkpoint_falls_back_with_a_message(corpus, tmp_path):
     root, labels = corpus
     train(root, [labels], tmp_path, model_preset("tiny"), quick(max_updates=20, save_every=10), log=lambda m: None)
@@ -116,7 +156,22 @@ def test_corrupt_newest_checkpoint_falls_back_with_a_message(corpus, tmp_path):
     assert any("resuming from update 10" in m for m in messages) and result.update == 30
 
 
-def test_non_finite_loss_is_skipped_and_counted(corpus, tmp_path, monkeypatch):
+def test_a_checkpoint_from_before_fused_adamw_resumes(corpus, tmp_path):
+    root, labels = corpus
+    train(root, [labels], tmp_path, model_preset("tiny"), quick(max_updates=2, save_every=2), log=lambda m: None)
+    path = tmp_path / "checkpoints" / "update_0000002.pt"
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    for group in state["optimizer"]["param_groups"]:
+        group["fused"], group["foreach"] = None, None  # what the unfused optimizer saved
+    torch.save(state, path)
+    result = train(root, [labels], tmp_path, model_preset("tiny"), quick(max_updates=4, save_every=2),
+                   log=lambda m: None)
+    assert result.update == 4
+
+
+def test_non_finite_loss_is_skipped_on_the_device_and_counted_at_the_log(corpus, tmp_path, monkeypatch):
+    """The skip is decided on the device (no read-back per update); skipped updates are counted,
+    and max_bad_updates in a row checked, when the log is read: every log_every updates."""
     root, labels = corpus
     real, calls = trainer_module.hubert_loss, []
 
@@ -129,16 +184,21 @@ def test_non_finite_loss_is_skipped_and_counted(corpus, tmp_path, monkeypatch):
 
     monkeypatch.setattr(trainer_module, "hubert_loss", sometimes_nan)
     messages = []
-    result = train(root, [labels], tmp_path, model_preset("tiny"), quick(max_updates=10), log=messages.append)
-    assert sum("non-finite" in m for m in messages) == 2
-    assert [r for r in result.history if r["split"] == "train"][-1]["skipped"] == 2
+    result = train(root, [labels], tmp_path, model_preset("tiny"), quick(max_updates=10, log_every=10),
+                   log=messages.append)
+    assert [m for m in messages if "non-finite" in m] == [
+        "updates 1-10: 2 non-finite loss or gradient, update skipped (2 in all)"]  # one report, at the log read
+    logged = [r for r in result.history if r["split"] == "train"][-1]
+    assert logged["skipped"] == 2 and math.isfinite(logged["loss"])  # the NaN updates are left out of the sums
     state = weights(tmp_path / "checkpoints" / "update_0000010.pt")
     assert all(torch.isfinite(v).all() for v in state.values())
     calls.clear()
     monkeypatch.setattr(trainer_module, "hubert_loss", lambda *a, **k: _nan(real(*a, **k)))
-    with pytest.raises(TrainingError, match="3 non-finite updates in a row"):
-        train(root, [labels], tmp_path / "b", model_preset("tiny"), quick(max_updates=10, max_bad_updates=3),
-              log=lambda m: None)
+    # 3 in a row is the limit; the first log read, at update 4, sees 4 in a row and stops
+    with pytest.raises(TrainingError, match="4 non-finite updates in a row by update 4 "
+                                            r"\(max_bad_updates 3, checked every 4 updates\)"):
+        train(root, [labels], tmp_path / "b", model_preset("tiny"),
+              quick(max_updates=10, max_bad_updates=3, log_every=4), log=lambda m: None)
 
 
 def _nan(out):

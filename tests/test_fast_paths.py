@@ -1,0 +1,201 @@
+"""The fast paths compute the reference's function: the matmul CNN and the FFT positional conv
+equal nn.Conv1d in fp32, the training step reads nothing back between logs, crops on a grid."""
+import collections
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pretrain.cnn import FeatureExtractor, strided_matmul_conv
+from pretrain.config import ModelConfig, model_preset
+from pretrain.data import batch_length, collate
+from pretrain.loss import hubert_loss
+from pretrain.model import HubertPretrain, set_kernels
+from pretrain.train_config import RUN_ONLY, TrainConfig, apply_overrides, train_preset
+from pretrain.transformer import PositionalConv, fft_size
+
+# A LARGE-style stack (layer norm in every conv, conv biases as Hugging Face LARGE configs have) and
+# a custom stack with other kernels whose strides still multiply to 320.
+LARGE_STYLE = ModelConfig(feat_extract_norm="layer", conv_bias=True)
+CUSTOM = ModelConfig(conv_layers=((64, 8, 4), (64, 5, 4), (96, 4, 2), (96, 7, 5), (128, 1, 1), (128, 3, 2)))
+STACKS = {"tiny": model_preset("tiny"), "small": model_preset("small"), "base": model_preset("base"),
+          "large-style": LARGE_STYLE, "custom": CUSTOM}
+
+
+def speech_like(batch: int, samples: int) -> torch.Tensor:
+    """Low-passed noise with a DC offset: nearly collinear 10-sample patches, the hard case for
+    statistics folded into the first layer's weights."""
+    noise = torch.randn(batch, samples + 64)
+    smooth = torch.nn.functional.avg_pool1d(noise[:, None], 16, 1)[:, 0, :samples]
+    return 0.3 * smooth + 0.05 * torch.randn(batch, samples) + 0.02
+
+
+def randomised(extractor: FeatureExtractor) -> FeatureExtractor:
+    """Norm affines and biases away from their 1/0 initialisation, so they are really tested."""
+    for name, value in extractor.named_parameters():
+        if not name.endswith("conv.weight"):
+            torch.nn.init.normal_(value, mean=1.0 if name.endswith("norm.weight") else 0.0, std=0.3)
+    return extractor
+
+
+@pytest.mark.parametrize("name", list(STACKS))
+def test_fast_cnn_equals_the_reference_convolutions(name):
+    config = STACKS[name]
+    torch.manual_seed(0)
+    extractor = randomised(FeatureExtractor(config.conv_layers, config.feat_extract_norm, config.conv_bias))
+    wav = speech_like(3, 24000)
+    for lengths in (None, torch.tensor([24000, 17000, 6000])):  # unpadded, and a padded batch
+        extractor.kernels = "reference"
+        want, want_frames = extractor(wav, lengths)
+        extractor.kernels = "fast"
+        got, got_frames = extractor(wav, lengths)
+        assert got.shape == want.shape and got.is_contiguous()
+        assert (got - want).abs().max() <= 1e-5, name
+        assert lengths is None and got_frames is None or torch.equal(got_frames, want_frames)
+
+
+def test_fast_cnn_gradients_equal_the_reference():
+    torch.manual_seed(0)
+    config = model_preset("small")
+    extractor = randomised(FeatureExtractor(config.conv_layers, config.feat_extract_norm, config.conv_bias))
+    wav, lengths = speech_like(2, 16000), torch.tensor([16000, 11000])
+    grads = {}
+    for kernels in ("reference", "fast"):
+        extractor.kernels = kernels
+        features, _ = extractor(wav, lengths)
+        grads[kernels] = torch.autograd.grad((features * features.detach().cos()).sum(), list(extractor.parameters()))
+    for want, got in zip(grads["reference"], grads["fast"]):
+        assert (got - want).abs().max() <= 1e-4 * max(1.0, want.abs().max().item())
+
+
+def test_strided_matmul_conv_is_conv1d_for_any_kernel_and_stride():
+    torch.manual_seed(0)
+    for kernel, stride in ((3, 2), (2, 2), (7, 3), (5, 1), (1, 1), (4, 5)):
+        x, weight, bias = torch.randn(2, 41, 6), torch.randn(5, 6, kernel), torch.randn(5)
+        want = torch.nn.functional.conv1d(x.transpose(1, 2), weight, bias, stride=stride).transpose(1, 2)
+        assert (strided_matmul_conv(x, weight, stride, bias) - want).abs().max() <= 1e-5, (kernel, stride)
+
+
+@pytest.mark.parametrize("dim,kernel,groups,frames", [(768, 128, 16, 180), (256, 64, 16, 77), (64, 16, 4, 50),
+                                                      (32, 7, 2, 13), (32, 7, 2, 1)])
+def test_fft_positional_conv_equals_the_grouped_convolution(dim, kernel, groups, frames):
+    torch.manual_seed(0)
+    conv = PositionalConv(dim, kernel, groups)
+    torch.nn.init.normal_(conv.conv.bias)
+    x = torch.randn(2, frames, dim, requires_grad=True)
+    probe = torch.randn(2, frames, dim)  # d loss / d output
+    outputs, grads = {}, {}
+    for kernels in ("reference", "fast"):
+        conv.kernels = kernels
+        outputs[kernels] = conv(x)
+        grads[kernels] = torch.autograd.grad((outputs[kernels] * probe).sum(), [x, *conv.parameters()])
+    assert (outputs["fast"] - outputs["reference"]).abs().max() <= 1e-5
+    for want, got in zip(grads["reference"], grads["fast"]):
+        assert (got - want).abs().max() <= 1e-5 * max(1.0, want.abs().max().item())
+
+
+def test_fft_lengths_are_5_smooth_and_long_enough():
+    for n in range(1, 3000, 7):
+        size = fft_size(n)
+        rest = size
+        for p in (2, 3, 5):
+            while rest % p == 0:
+                rest //= p
+        assert size >= n and rest == 1 and size < 1.25 * n + 2
+
+
+@pytest.mark.parametrize("norm", ["group", "layer"])
+def test_the_whole_encoder_is_the_same_on_either_kernels(norm):
+    torch.manual_seed(0)
+    config = model_preset("tiny")
+    config.feat_extract_norm, config.normalize, config.conv_bias = norm, norm == "layer", norm == "layer"
+    model = HubertPretrain(config, [10]).eval()
+    wav, lengths = speech_like(2, 16000), torch.tensor([16000, 9000])
+    with torch.no_grad():
+        set_kernels(model, "reference")
+        want = model.encoder(wav, lengths)
+        set_kernels(model, "fast")
+        got = model.encoder(wav, lengths)
+    valid = ~want.padding  # padded frames carry no meaning (masked from attention and the loss)
+    assert (got.last_hidden[valid] - want.last_hidden[valid]).abs().max() <= 1e-4
+
+
+def test_auto_kernels_are_the_reference_on_the_cpu():
+    model = HubertPretrain(model_preset("tiny"), [10])
+    with pytest.raises(ValueError, match="kernels must be one of"):
+        set_kernels(model, "quick")
+    assert model.encoder.feature_extractor.kernels == "auto"  # so parity tests on the CPU use nn.Conv1d
+
+
+@pytest.mark.parametrize("kernels", ["reference", "fast"])
+def test_forward_and_loss_trace_as_one_graph(kernels):
+    """No `.item()`, `bool(tensor)` or data-dependent shape anywhere from waveform to loss: the
+    whole step traces without a graph break, i.e. nothing waits for the GPU."""
+    torch.manual_seed(0)
+    model = HubertPretrain(model_preset("tiny"), [10])
+    set_kernels(model, kernels)
+    wav, lengths = torch.randn(2, 8000), torch.tensor([8000, 6000])
+    targets = torch.randint(0, 10, (2, model.encoder.frames(torch.tensor([8000])).item()))
+
+    def step(wav, lengths):
+        return hubert_loss(model(wav, lengths), [targets]).loss
+
+    torch._dynamo.reset()
+    traced = torch.compile(step, fullgraph=True, backend="eager")
+    assert torch.isfinite(traced(wav, lengths)) and torch.isfinite(traced(wav, None))
+
+
+def test_between_logs_the_trainer_reads_only_host_side_batch_lengths(tmp_path, monkeypatch):
+    """Every read of a tensor's value (item, bool, float, tolist, cpu, ...) during training is
+    attributed to the innermost pretrain function that asked for it: per update only the host's
+    batch lengths are read; the device's statistics are read at the log (`read`), once per log."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from tone_corpus import make_tone_corpus
+    from pretrain.trainer import train
+
+    root, labels = make_tone_corpus(tmp_path / "tones")
+    reads = collections.Counter()
+    for method in ("item", "tolist", "__bool__", "__float__", "__int__", "cpu", "numpy"):
+        monkeypatch.setattr(torch.Tensor, method, _spy(getattr(torch.Tensor, method), method, reads))
+    config = apply_overrides(train_preset("tiny"), dict(max_tokens=64000, min_sample_size=8000, valid_every=1000,
+                                                        log_every=3, save_every=1000, max_updates=6, num_workers=0))
+    train(root, [labels], tmp_path / "out", model_preset("tiny"), config, log=lambda m: None)
+    per_update = {key for key in reads if key[1] not in ("read", "validate", "next")}  # next: DataLoader's seed
+    assert per_update == {("data.py", "padded", "__bool__"), ("trainer.py", "count_batch", "__float__")}
+    assert reads[("trainer.py", "read", "tolist")] == 2 * 2  # two log reads: host counts, device sums
+
+
+def _spy(real, method: str, reads: collections.Counter):
+    def wrapper(self, *args, **kwargs):
+        frame = sys._getframe(1)
+        while frame is not None and "/pretrain/" not in frame.f_code.co_filename:
+            frame = frame.f_back
+        if frame is not None:
+            reads[(Path(frame.f_code.co_filename).name, frame.f_code.co_name, method)] += 1
+        return real(self, *args, **kwargs)
+    return wrapper
+
+
+def test_crop_multiple_rounds_crops_down_and_pads_up():
+    assert batch_length([50_000, 41_234], True, 250_000) == 41_234  # 0: fairseq's exact crop
+    assert batch_length([50_000, 41_234], True, 250_000, 16_000) == 32_000
+    assert batch_length([300_000, 280_000], True, 250_000, 16_000) == 240_000  # the cap, then the grid
+    assert batch_length([9_000, 12_000], True, 250_000, 16_000) == 9_000  # shorter than one step: as is
+    assert batch_length([50_000, 41_234], False, 250_000, 16_000) == 64_000
+    rng = np.random.default_rng(0)
+    items = [(rng.standard_normal(n).astype(np.float32), [np.zeros(n // 160, dtype=np.int64)])
+             for n in (40_000, 35_500)]
+    batch = collate(items, [100.0], True, 250_000, seed=0, crop_multiple=16_000)
+    assert batch.wav.shape == (2, 32_000) and not batch.padded
+    assert batch.targets[0].shape == (2, 99)
+
+
+def test_new_settings_defaults_and_which_restart_training():
+    config = TrainConfig()
+    assert (config.crop_multiple, config.kernels, config.compile) == (0, "auto", "auto")
+    assert {"kernels", "compile"} <= set(RUN_ONLY) and "crop_multiple" not in RUN_ONLY
+    assert "crop_multiple" in config.result_settings() and "kernels" not in config.result_settings()
+    with pytest.raises(ValueError, match="compile: unknown value"):
+        TrainConfig(compile="yes")
