@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from .audio import AUDIO_EXTENSIONS, AudioError, load_audio, short_audio_reason
 from .manifest import check_valid_percent, ensure_valid, write_manifest
-from .paths import input_folder, output_folder
+from .path_checks import input_folder, output_folder
 
 
 @dataclass

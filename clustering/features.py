@@ -20,8 +20,8 @@ from tqdm import tqdm
 from .audio import MFCC_HOP, MFCC_WINDOW, SAMPLE_RATE, load_audio, short_audio_reason
 from .heap import reuse_freed_memory
 from .manifest import Manifest
-from .paths import output_folder
-from .shards import NpyRowWriter
+from .path_checks import output_folder
+from .feature_shards import NpyRowWriter
 
 FeatureFn = Callable[[np.ndarray], np.ndarray]  # wav (samples,) float32 -> (frames, dim) float32
 MFCC_DIM = 39

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .paths import input_file
+from .path_checks import input_file
 
 SEED_POINTS_PER_UNIT = 32  # k-means++ seeding runs on at most this many frames per unit
 SEEDINGS = 2  # k-means++ seedings tried; the one with the lowest inertia on its subsample is kept

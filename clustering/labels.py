@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .audio import SAMPLE_RATE, total_stride
-from .paths import input_file
+from .path_checks import input_file
 
 
 class LabelError(ValueError):

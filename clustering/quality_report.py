@@ -9,7 +9,7 @@ import numpy as np
 from .alignments import load_alignments
 from .labels import LabelInfo, check_comparable, check_labels, read_labels
 from .manifest import Manifest
-from .paths import input_file, output_folder
+from .path_checks import input_file, output_folder
 from .quality import joint_counts, pair_frames, purity_pnmi, teacher_agreement, unit_usage
 
 

@@ -20,10 +20,10 @@ from clustering.features import dump_features, mfcc_features, shard_paths
 from clustering.kmeans import KMeansTeacher, fit_kmeans
 from clustering.labels import write_labels
 from clustering.manifest import read_manifest, write_manifest
-from clustering.shards import FeatureShards, sample_utterances
+from clustering.feature_shards import FeatureShards, sample_utterances
 from clustering.synthetic.corpus import make_corpus
 
-from .config import IterationSettings, PipelineConfig
+from .run_config import IterationSettings, PipelineConfig
 from .fingerprint import file_digest, folder_fingerprint, tree_fingerprint
 from .spread import record_shards, shard_count, wait_for, worker, worker_device
 from .stages import Stage
@@ -200,7 +200,7 @@ def _merge_labels(folder: Path, manifests: dict, world: int) -> None:
 def _train_stage(prefix: str, data: Path, work: Path, it: IterationSettings) -> Stage:
     """Pretraining, fingerprinted by every resolved setting that decides the weights (defaults
     included), not by those that only decide how it runs; `max_updates` is its budget."""
-    from pretrain.config import mask_from_settings, model_from_settings
+    from pretrain.model_config import mask_from_settings, model_from_settings
     from pretrain.train_config import apply_overrides, train_preset
 
     model, mask = model_from_settings(it.model, it.model_settings), mask_from_settings(it.mask)

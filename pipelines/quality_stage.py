@@ -10,7 +10,7 @@ from clustering.layer_pnmi import pnmi_per_layer
 from clustering.manifest import read_manifest
 from clustering.quality_report import analyse_labels, write_report
 
-from .config import PipelineConfig
+from .run_config import PipelineConfig
 
 
 def report_split(work: Path) -> str:

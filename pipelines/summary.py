@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .config import PipelineConfig
+from .run_config import PipelineConfig
 
 
 def _history(train_dir: Path) -> list[dict]:

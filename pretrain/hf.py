@@ -16,7 +16,7 @@ import torch
 
 from clustering.audio import CONV_STRIDE, SAMPLE_RATE
 
-from .config import HEADS, ModelConfig
+from .model_config import HEADS, ModelConfig
 from .model import HubertEncoder
 from .vocabulary import ctc_vocab
 

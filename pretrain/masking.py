@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from .config import MaskConfig
+from .model_config import MaskConfig
 
 
 def span_mask(valid: torch.Tensor, num_frames: int, config: MaskConfig,

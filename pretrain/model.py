@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .cnn import FeatureExtractor, GradMultiply, check_kernels
-from .config import MaskConfig, ModelConfig
+from .model_config import MaskConfig, ModelConfig
 from .masking import span_mask
 from .transformer import PositionalConv, Transformer, TransformerLayer
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from .config import MaskConfig, ModelConfig
+from .model_config import MaskConfig, ModelConfig
 from .model import HubertEncoder, HubertPretrain
 
 MODEL_KEYS = ("model_config", "mask_config", "num_units", "model")

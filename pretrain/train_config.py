@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from .typed import SettingError, at_least, from_dict, one_of, positive
+from .typed_settings import SettingError, at_least, from_dict, one_of, positive
 
 # Settings that decide how a run goes, not what it learns: changing them never restarts training.
 # `kernels` and `compile` compute the same function (fast and reference paths agree to float rounding).

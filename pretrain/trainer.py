@@ -32,8 +32,8 @@ from clustering.audio import SAMPLE_RATE
 from clustering.manifest import read_manifest
 
 from .checkpoint import load_latest, save_best, save_checkpoint
-from .config import MaskConfig, ModelConfig
-from .data import Batch, BatchLoader, LabelledAudio, PlannedBatches, plan_batches
+from .model_config import MaskConfig, ModelConfig
+from .labelled_audio import Batch, BatchLoader, LabelledAudio, PlannedBatches, plan_batches
 from .distributed import Workers, setup_workers, teardown_workers
 from .loss import hubert_loss
 from .model import HubertPretrain, compile_regions, set_kernels

@@ -13,7 +13,7 @@ from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from .cnn import fast_kernels
-from .config import ModelConfig
+from .model_config import ModelConfig
 
 
 class PositionalConv(nn.Module):

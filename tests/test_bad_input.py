@@ -7,7 +7,7 @@ import pytest
 from clustering.features import dump_features, mfcc_features
 from clustering.kmeans import KMeansInfo, KMeansTeacher
 from clustering.labels import LabelInfo, write_labels
-from clustering.paths import PathError, input_folder, output_file, output_folder
+from clustering.path_checks import PathError, input_folder, output_file, output_folder
 from pipelines.cli import main
 
 

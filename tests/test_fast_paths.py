@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from pretrain.cnn import FeatureExtractor, strided_matmul_conv
-from pretrain.config import ModelConfig, model_preset
-from pretrain.data import batch_length, collate
+from pretrain.model_config import ModelConfig, model_preset
+from pretrain.labelled_audio import batch_length, collate
 from pretrain.loss import hubert_loss
 from pretrain.model import HubertPretrain, set_kernels
 from pretrain.train_config import RUN_ONLY, TrainConfig, apply_overrides, train_preset
@@ -163,7 +163,7 @@ def test_between_logs_the_trainer_reads_only_host_side_batch_lengths(tmp_path, m
                                                         log_every=3, save_every=1000, max_updates=6, num_workers=0))
     train(root, [labels], tmp_path / "out", model_preset("tiny"), config, log=lambda m: None)
     per_update = {key for key in reads if key[1] not in ("read", "validate", "next")}  # next: DataLoader's seed
-    assert per_update == {("data.py", "padded", "__bool__"), ("trainer.py", "count_batch", "__float__")}
+    assert per_update == {("labelled_audio.py", "padded", "__bool__"), ("trainer.py", "count_batch", "__float__")}
     assert reads[("trainer.py", "read", "tolist")] == 2 * 2  # two log reads: host counts, device sums
 
 

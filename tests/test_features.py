@@ -10,7 +10,7 @@ from clustering.assign import label_audio
 from clustering.features import FeatureError, dump_features, mfcc_features, shard_paths
 from clustering.kmeans import KMeansInfo, KMeansTeacher
 from clustering.manifest import read_manifest, write_manifest
-from clustering.shards import FeatureShards
+from clustering.feature_shards import FeatureShards
 
 
 def reference_mfcc(wav):

@@ -8,7 +8,7 @@ from clustering.features import dump_features, mfcc_features
 from clustering.kmeans import fit_kmeans
 from clustering.labels import (LabelError, LabelInfo, check_comparable, load_checked_labels, read_labels,
                                write_labels)
-from clustering.shards import FeatureShards
+from clustering.feature_shards import FeatureShards
 
 
 @pytest.fixture

@@ -13,10 +13,10 @@ from clustering.features import FeatureError
 from clustering.kmeans import KMeansInfo, KMeansTeacher
 from clustering.labels import LabelInfo, read_labels, write_labels
 from clustering.manifest import read_manifest, write_manifest
-from clustering.shards import FeatureShards
+from clustering.feature_shards import FeatureShards
 from conftest import speechlike
 from pipelines.cli import main
-from pretrain.config import model_preset
+from pretrain.model_config import model_preset
 from pretrain.layer_features import LayerFeatures, batches_for, plan_batches
 from pretrain.model import HubertEncoder, HubertPretrain, _normalize_waveform
 from pretrain.model_io import model_state

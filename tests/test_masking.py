@@ -2,7 +2,7 @@
 import numpy as np
 import torch
 
-from pretrain.config import MaskConfig
+from pretrain.model_config import MaskConfig
 from pretrain.masking import span_mask
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torchaudio
 
-from pretrain.config import MaskConfig, ModelConfig, model_preset
+from pretrain.model_config import MaskConfig, ModelConfig, model_preset
 from pretrain.loss import hubert_loss
 from pretrain.model import HubertPretrain
 

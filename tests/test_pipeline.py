@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from pipelines.cli import main
-from pipelines.config import load_config
+from pipelines.run_config import load_config
 from pipelines.iterations import build_stages
 from pipelines.stages import run_stages
 

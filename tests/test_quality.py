@@ -87,7 +87,7 @@ def test_report_on_the_builtin_corpus_with_an_mfcc_teacher(tmp_path):
     from clustering.features import dump_features, mfcc_features
     from clustering.kmeans import fit_kmeans
     from clustering.manifest import read_manifest
-    from clustering.shards import FeatureShards
+    from clustering.feature_shards import FeatureShards
     from clustering.labels import write_labels
     from pipelines.cli import main
 

@@ -13,8 +13,8 @@ import torch.multiprocessing as mp
 
 from clustering.labels import LabelError, write_labels, read_labels
 from pretrain import trainer as trainer_module
-from pretrain.config import model_preset
-from pretrain.data import LabelledAudio
+from pretrain.model_config import model_preset
+from pretrain.labelled_audio import LabelledAudio
 from pretrain.train_config import apply_overrides, train_preset
 from pretrain.trainer import Preempted, TrainingError, train
 from tone_corpus import make_tone_corpus
@@ -53,7 +53,7 @@ KILL_SCRIPT = """
 import os, signal, sys
 sys.path.insert(0, {tests!r})
 from pretrain import trainer
-from pretrain.config import model_preset
+from pretrain.model_config import model_preset
 from pretrain.train_config import apply_overrides, train_preset
 real_save = trainer.save_checkpoint
 def save_then_die(state, directory, update, keep_last):

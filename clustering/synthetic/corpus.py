@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from ..audio import ALIGNMENT_RATE, SAMPLE_RATE, resample
 from ..manifest import check_valid_percent, ensure_valid, write_manifest
-from ..paths import output_folder
+from ..path_checks import output_folder
 from .phrases import WORDS
 
 LANGUAGES = ("en", "de", "fr", "es", "it")

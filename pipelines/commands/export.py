@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pretrain.config import HEADS
+from pretrain.model_config import HEADS
 
 from . import add_command, csv_list
 

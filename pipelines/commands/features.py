@@ -5,7 +5,7 @@ from pathlib import Path
 
 from clustering.features import dump_features, mfcc_features
 from clustering.manifest import read_manifest
-from clustering.paths import output_folder
+from clustering.path_checks import output_folder
 
 from . import add_command
 

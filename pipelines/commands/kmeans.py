@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 
 from clustering.kmeans import BACKENDS, fit_kmeans
-from clustering.paths import input_folder, output_file
-from clustering.shards import FeatureShards
+from clustering.path_checks import input_folder, output_file
+from clustering.feature_shards import FeatureShards
 
 from . import add_command
 from .features import DEVICES

@@ -6,8 +6,8 @@ from clustering.audio import FRAME_RATE, MFCC_RATE
 from clustering.kmeans import KMeansTeacher
 from clustering.labels import write_labels
 from clustering.manifest import read_manifest
-from clustering.paths import input_folder, output_folder
-from clustering.shards import FeatureShards
+from clustering.path_checks import input_folder, output_folder
+from clustering.feature_shards import FeatureShards
 
 from . import add_command, csv_list
 from .features import add_model_arguments, model_features, wants_model

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from clustering.audio import AUDIO_EXTENSIONS
-from clustering.paths import output_folder
+from clustering.path_checks import output_folder
 from clustering.audio_folder import scan_audio, write_scan
 
 from . import add_command, csv_list

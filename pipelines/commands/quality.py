@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from clustering.manifest import read_manifest
-from clustering.paths import output_folder
+from clustering.path_checks import output_folder
 from clustering.quality_report import analyse_labels, label_source, write_report
 
 from . import add_command

@@ -27,13 +27,13 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from pipelines.config import load_config
+    from pipelines.run_config import load_config
 
     return run_pipeline(load_config(args.config, args.overrides), args.start, args.until)
 
 
 def demo(args) -> int:
-    from pipelines.config import demo_config
+    from pipelines.run_config import demo_config
 
     return run_pipeline(demo_config(args.overrides))
 

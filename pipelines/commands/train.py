@@ -1,8 +1,8 @@
 """`hubert train`: masked-prediction pretraining, resumable, single process or under torchrun."""
 from __future__ import annotations
 
-from pipelines.config import parse_value
-from pretrain.config import mask_from_settings, model_from_settings
+from pipelines.run_config import parse_value
+from pretrain.model_config import mask_from_settings, model_from_settings
 from pretrain.train_config import apply_overrides, train_preset
 
 from . import add_command

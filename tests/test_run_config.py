@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.config import load_config
+from pipelines.run_config import load_config
 
 DEMO = Path(__file__).resolve().parent.parent / "pipelines" / "configs" / "demo.toml"
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pretrain.train_config import PRESETS
-from pretrain.typed import SettingError, at_least, fraction, from_dict, one_of, positive
+from pretrain.typed_settings import SettingError, at_least, fraction, from_dict, one_of, positive
 
 
 @dataclass
@@ -148,7 +148,7 @@ def _set_dotted(data: dict, key: str, value) -> None:
 
 def check_config(config: PipelineConfig) -> None:
     """Checks that span sections: training overrides, the teacher layer, paths and the work folder."""
-    from pretrain.config import mask_from_settings, model_from_settings
+    from pretrain.model_config import mask_from_settings, model_from_settings
     from pretrain.train_config import apply_overrides, train_preset
 
     for name in ("iteration1", "iteration2"):

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from clustering.audio import check_conv_spec
 
-from .typed import SettingError, at_least, fraction, from_dict, one_of
+from .typed_settings import SettingError, at_least, fraction, from_dict, one_of
 
 # Export heads -> the transformers class that loads them.
 HEADS = {"none": "HubertModel", "ctc": "HubertForCTC", "classification": "HubertForSequenceClassification"}
