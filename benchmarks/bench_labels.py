@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.data import OUT  # noqa: E402
 from clustering.kmeans import KMeansInfo, KMeansTeacher  # noqa: E402
 from clustering.manifest import write_manifest  # noqa: E402
-from clustering.shards import NpyRowWriter  # noqa: E402
+from clustering.feature_shards import NpyRowWriter  # noqa: E402
 
 FRAMES_PER_UTT, UTTERANCES, DIM, NSHARD = 500, 2_100, 768, 2  # 1.05M frames x 768 x 4 B = 3.2 GB
 

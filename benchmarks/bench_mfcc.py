@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.data import OUT, corpus  # noqa: E402
 from clustering.features import dump_features, mfcc_features  # noqa: E402
 from clustering.manifest import read_manifest  # noqa: E402
-from clustering.shards import FeatureShards  # noqa: E402
+from clustering.feature_shards import FeatureShards  # noqa: E402
 
 
 def reference(manifest) -> list[np.ndarray]:

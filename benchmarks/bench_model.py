@@ -51,7 +51,7 @@ def measure(which: str, batch: int, seconds: float, steps: int, device: str, dty
     wav = torch.randn(batch, samples, device=device)
     cast = {"bf16": torch.bfloat16}.get(dtype)
     if which == "ours":
-        from pretrain.config import model_preset
+        from pretrain.model_config import model_preset
         from pretrain.loss import hubert_loss
         from pretrain.model import HubertPretrain, set_kernels
 
@@ -91,7 +91,7 @@ def measure_parts(batch: int, seconds: float, steps: int, device: str, dtype: st
     import torch
 
     sys.path.insert(0, str(ROOT))
-    from pretrain.config import model_preset
+    from pretrain.model_config import model_preset
     from pretrain.model import HubertEncoder
 
     encoder = HubertEncoder(model_preset("base")).to(device).train()

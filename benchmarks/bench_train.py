@@ -124,7 +124,7 @@ def flop_per_audio_second(config, frames_per_item: float, num_units: int = 100) 
 def fed_audio(sizes: list[int], config, crop_multiple: int) -> tuple[float, float]:
     """(samples fed to the model in one epoch, mean frames per item) under `config`'s batching."""
     sys.path.insert(0, str(ROOT))
-    from pretrain.data import batch_length, plan_batches
+    from pretrain.labelled_audio import batch_length, plan_batches
 
     fed, frames = 0, 0.0
     for batch in plan_batches(sizes, config.max_tokens, config.max_sample_size, config.seed, 0):
@@ -155,8 +155,11 @@ def child(spec: dict) -> None:
     import torch
 
     from pretrain import trainer
-    from pretrain.config import model_preset
     from pretrain.train_config import apply_overrides, train_preset
+    try:
+        from pretrain.model_config import model_preset
+    except ImportError:  # the old tree, from before pretrain/config.py was renamed
+        from pretrain.config import model_preset
 
     settings = dict(spec["settings"])
     base = train_preset(spec["preset"])
@@ -215,7 +218,7 @@ def describe_presets(preset: str, sizes: list[int]) -> float:
     """Print the preset's FLOP per audio-second (returned) and the audio crop grids discard
     against fairseq's exact crop, over one epoch's batches of utterances `sizes` long."""
     sys.path.insert(0, str(ROOT))
-    from pretrain.config import model_preset
+    from pretrain.model_config import model_preset
     from pretrain.train_config import train_preset
 
     config = train_preset(preset)

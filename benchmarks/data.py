@@ -22,7 +22,7 @@ def mfcc_frames(hours: float) -> np.ndarray:
     """All MFCC frames of a `hours` corpus, (frames, 39) float32."""
     from clustering.features import dump_features, mfcc_features
     from clustering.manifest import read_manifest
-    from clustering.shards import FeatureShards
+    from clustering.feature_shards import FeatureShards
 
     folder = corpus(hours)
     dump_features(read_manifest(folder / "train.tsv"), mfcc_features, folder / "mfcc", "train", jobs=2)
