@@ -72,16 +72,11 @@ def label_ratio(label_rate: float) -> float:
     return label_rate / FRAME_RATE
 
 
-def num_frames(num_samples: int, spec: ConvSpec = BASE_CONV) -> int:
-    """Frames the conv stack `spec` (no padding) makes from `num_samples`, layer by layer."""
+def num_model_frames(num_samples: int, spec: ConvSpec = BASE_CONV) -> int:
+    """Frames the conv stack `spec` (BASE by default; no padding) makes from `num_samples`, layer by layer."""
     for kernel, stride in spec:
         num_samples = (num_samples - kernel) // stride + 1 if num_samples >= kernel else 0
     return num_samples
-
-
-def num_model_frames(num_samples: int, spec: ConvSpec = BASE_CONV) -> int:
-    """Frames a model whose CNN is `spec` (BASE by default) makes from `num_samples`."""
-    return num_frames(num_samples, spec)
 
 
 def short_audio_reason(num_samples: int) -> str:

@@ -46,3 +46,12 @@ def tree_fingerprint(root: str | Path) -> str:
     """folder_fingerprint of every file under `root` (a Hugging Face model folder)."""
     root = Path(root)
     return folder_fingerprint(root, [str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()])
+
+
+def content_fingerprint(source: str) -> str:
+    """The content of a user's input given as a path (alignments, transcripts, a teacher folder),
+    not the path: a folder by tree_fingerprint, a file whole; "" when no path is given."""
+    if not source:
+        return ""
+    path = Path(source).expanduser()
+    return tree_fingerprint(path) if path.is_dir() else file_digest(path, edge=path.stat().st_size)

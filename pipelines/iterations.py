@@ -24,7 +24,7 @@ from clustering.feature_shards import FeatureShards, sample_utterances
 from clustering.synthetic.corpus import make_corpus
 
 from .run_config import IterationSettings, PipelineConfig
-from .fingerprint import file_digest, folder_fingerprint, tree_fingerprint
+from .fingerprint import content_fingerprint, folder_fingerprint
 from .spread import record_shards, shard_count, wait_for, worker, worker_device
 from .stages import Stage
 
@@ -58,14 +58,14 @@ def build_stages(config: PipelineConfig) -> list[Stage]:
         ]
     transcripts = transcripts_path(config)
     stages.append(Stage("export", partial(_export, work, transcripts, config.export.labels),
-                        {"transcripts": _content_fingerprint(config.export.transcripts)
+                        {"transcripts": content_fingerprint(config.export.transcripts)
                          or ("built-in corpus" if transcripts else ""),
                          "labels": list(config.export.labels)}, after=("it2-train", "data")))
     from .quality_stage import quality_stage  # the report reads every teacher and model
 
     stages.append(Stage("quality", partial(quality_stage, config),
                         {"scan_layers": config.scan_layers, "scan_checkpoints": config.scan_checkpoints,
-                         "alignments": _content_fingerprint(config.alignments)},
+                         "alignments": content_fingerprint(config.alignments)},
                         after=("it1-labels", "it1-train", "it2-labels")))
     return stages
 
@@ -82,14 +82,6 @@ def _data_stage(config: PipelineConfig) -> Stage:
     return Stage("data", partial(_corpus, c.hours, c.languages, c.seed, config.valid_percent),
                  {"corpus": dataclasses.asdict(c), "valid_percent": config.valid_percent},
                  refresh=lambda folder: _reroot(folder / CORPUS_AUDIO, folder))
-
-
-def _content_fingerprint(source: str) -> str:
-    """The content of the user's alignments or transcripts (a file or a folder of files), not their path."""
-    if not source:
-        return ""
-    path = Path(source).expanduser()
-    return tree_fingerprint(path) if path.is_dir() else file_digest(path, edge=path.stat().st_size)
 
 
 def _reroot(root: Path, folder: Path) -> None:
@@ -113,7 +105,7 @@ def _corpus(hours, languages, seed, valid_percent, folder: Path) -> None:
 def _feature_settings(it: IterationSettings) -> dict:
     if it.features == "mfcc":
         return {"features": "mfcc"}
-    teacher = tree_fingerprint(it.teacher_hf) if it.teacher_hf else ""  # its content, not its path
+    teacher = content_fingerprint(it.teacher_hf)  # its content, not its path
     return {"features": "layer", "layer": it.layer, "teacher_hf": teacher, "percent": it.kmeans_percent}
 
 

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .workdir import move_aside, new_run_id, shared_run_id, torchrun_group, work_lock
+from .spread import new_run_id, shared_run_id, torchrun_group, worker
+from .workdir import move_aside, work_lock
 
 DONE = "DONE.json"
 STARTED = "STARTED.json"
@@ -87,15 +88,6 @@ def _write(path: Path, record: dict) -> None:
     os.replace(tmp, path)
 
 
-def stage_state(work_dir: Path, name: str, hash_: str) -> str:
-    """'done', 'stale' (done with other settings), 'partial' (started, not done), or 'pending'."""
-    folder = Path(work_dir) / name
-    done = _read(folder / DONE)
-    if done is not None:
-        return "done" if done.get("hash") == hash_ else "stale"
-    return "partial" if folder.exists() else "pending"
-
-
 def run_stages(stages: list[Stage], work_dir: str | Path, start: str | None = None,
                until: str | None = None, log: Callable[[str], None] = print) -> list[str]:
     """Run `stages` in order under `work_dir`; returns the names of the stages that ran.
@@ -113,7 +105,7 @@ def run_stages(stages: list[Stage], work_dir: str | Path, start: str | None = No
             raise ValueError(f"unknown stage {name!r}; stages are: {', '.join(names)}")
     forced = names.index(start) if start else len(names)
     with torchrun_group():
-        if int(os.environ.get("RANK", "0")) > 0:
+        if worker()[0] > 0:
             return _follow(stages, work_dir, forced, until, shared_run_id(None))
         work_dir.mkdir(parents=True, exist_ok=True)
         with work_lock(work_dir):

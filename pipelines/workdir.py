@@ -15,7 +15,6 @@ import shutil
 import socket
 import sys
 import time
-import uuid
 from pathlib import Path
 
 LOCK = "run.lock"
@@ -58,43 +57,6 @@ def _holder(text: str) -> str:
         return f"process {info['pid']} on {info['host']} (since {info['since']}: {info['command']})"
     except (ValueError, KeyError):
         return "another process"
-
-
-def new_run_id() -> str:
-    return uuid.uuid4().hex[:12]
-
-
-@contextlib.contextmanager
-def torchrun_group():
-    """Under torchrun, one process group for the whole run (stages and training share it)."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        yield
-        return
-    import torch
-    import torch.distributed as dist
-
-    from pretrain.distributed import BACKENDS
-
-    owns = not dist.is_initialized()
-    if owns:
-        dist.init_process_group(BACKENDS if torch.cuda.is_available() else "gloo")
-    try:
-        yield
-    finally:
-        if owns and dist.is_initialized():
-            dist.destroy_process_group()
-
-
-def shared_run_id(mine: str | None) -> str:
-    """Worker 0's run id on every torchrun worker (a broadcast in the run's group); `mine` alone otherwise."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return mine or new_run_id()
-    import torch
-    import torch.distributed as dist
-
-    value = torch.tensor([int(mine, 16) if mine else 0], dtype=torch.int64)
-    dist.broadcast(value, src=0)
-    return f"{int(value.item()):012x}"
 
 
 def move_aside(folder: Path) -> Path:
