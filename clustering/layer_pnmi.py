@@ -21,26 +21,35 @@ LayerFn = Callable[[np.ndarray, list[int]], dict[int, np.ndarray]]  # wav, layer
 FRAMES_PER_UNIT = 100  # frames per layer the k-means is fitted on (a sample across the fit utterances)
 
 
-def pnmi_per_layer(fit: Manifest, score: Manifest, alignments: dict[str, list[str]], layer_fn: LayerFn,
-               layers: list[int], num_units: int = 100, max_utterances: int = 200, label_rate: float = 50.0,
-               seed: int = 0) -> dict[int, float]:
-    """{layer: PNMI}: per layer, k-means with `num_units` on up to `max_utterances` of `fit`,
-    PNMI on up to `max_utterances` aligned utterances of `score`."""
-    aligned = [i for i in range(len(score)) if score.utterance_id(i) in alignments]
-    if not aligned:
-        raise ValueError("layer scan: no utterance of the scored manifest has an alignment")
+def pnmi_per_layer(fit: Manifest, scored: dict[str, Manifest], alignments: dict[str, list[str]],
+                   layer_fn: LayerFn, layers: list[int], num_units: int = 100, max_utterances: int = 200,
+                   label_rate: float = 50.0, seed: int = 0) -> dict[str, dict[int, float]]:
+    """{set name: {layer: PNMI}}: per layer, one k-means with `num_units` on up to `max_utterances`
+    of `fit`, scored on up to `max_utterances` aligned utterances of each manifest in `scored`
+    (e.g. {"valid": ..., "test": ...}: a layer chosen on one set, reported on the other)."""
     rng = np.random.default_rng(seed)
     teachers = fit_layer_teachers(fit.subset(_pick(len(fit), max_utterances, rng)), layer_fn, layers,
                                   num_units, rng, seed)
-    scored = score.subset(np.array(aligned)[_pick(len(aligned), max_utterances, rng)])
-    rows = {layer: [] for layer in layers}
-    for i in tqdm(range(len(scored)), desc="layer scan: score", unit="utt", mininterval=2):
-        for layer, feats in layer_fn(load_audio(scored.audio_path(i)), layers).items():
+    return {name: _score(manifest, name, alignments, layer_fn, teachers, max_utterances, label_rate, rng)
+            for name, manifest in scored.items()}
+
+
+def _score(manifest: Manifest, name: str, alignments: dict[str, list[str]], layer_fn: LayerFn,
+           teachers: dict[int, KMeansTeacher], max_utterances: int, label_rate: float,
+           rng: np.random.Generator) -> dict[int, float]:
+    """{layer: PNMI} of each layer's teacher on up to `max_utterances` aligned utterances of `manifest`."""
+    aligned = [i for i in range(len(manifest)) if manifest.utterance_id(i) in alignments]
+    if not aligned:
+        raise ValueError(f"layer scan: no utterance of the {name} split has an alignment")
+    scored = manifest.subset(np.array(aligned)[_pick(len(aligned), max_utterances, rng)])
+    rows = {layer: [] for layer in teachers}
+    for i in tqdm(range(len(scored)), desc=f"layer scan: score {name}", unit="utt", mininterval=2):
+        for layer, feats in layer_fn(load_audio(scored.audio_path(i)), list(teachers)).items():
             rows[layer].append(teachers[layer].assign(feats))
     scores = {}
-    for layer in layers:
+    for layer, teacher in teachers.items():
         paired = pair_frames(rows[layer], label_rate, scored, alignments)
-        counts = joint_counts(paired.phones, paired.units, len(paired.phone_names), teachers[layer].num_units)
+        counts = joint_counts(paired.phones, paired.units, len(paired.phone_names), teacher.num_units)
         scores[layer] = purity_pnmi(counts)["pnmi"]
     return scores
 

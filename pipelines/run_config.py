@@ -34,12 +34,14 @@ class IterationSettings:
 
     `features` is "mfcc" (iteration 1) or "layer" (the previous model's layer
     `layer`, 1-based; or an existing Hugging Face HuBERT directory `teacher_hf`).
+    Iteration 2's `layer` may be "auto": the layer of the iteration-1 model whose
+    k-means units score the highest PNMI on the valid split (the it1-scan stage).
     `model_settings`, `mask` and `train` hold overrides of the preset's ModelConfig,
     of MaskConfig and of the trainer's TrainConfig (e.g. max_updates).
     """
 
     features: str = "mfcc"
-    layer: int = 6
+    layer: int | str = 6  # 1-based; "auto" (iteration 2): the layer the it1-scan stage picks on valid
     teacher_hf: str = ""
     num_units: int = 100
     kmeans_percent: float = 0.1  # fraction of training utterances the k-means is fitted on
@@ -53,7 +55,10 @@ class IterationSettings:
         one_of(self, "features", FEATURES)
         one_of(self, "kmeans_backend", KMEANS_BACKENDS)
         one_of(self, "model", PRESETS)
-        at_least(self, "layer", 1)
+        if isinstance(self.layer, str) and self.layer != "auto":
+            raise SettingError(f"layer: expected a layer number (1-based) or \"auto\", got {self.layer!r}")
+        if isinstance(self.layer, int):
+            at_least(self, "layer", 1)
         at_least(self, "num_units", 2)
         fraction(self, "kmeans_percent")
 
@@ -78,6 +83,7 @@ class PipelineConfig:
     audio_dir: str = ""  # folder of audio; empty means: synthesise the built-in corpus
     corpus: CorpusSettings = field(default_factory=CorpusSettings)
     valid_percent: float = 0.01
+    test_percent: float = 0.0  # a second held-out split, data/test.tsv: layers are chosen on valid, reported on test
     seed: int = 0
     alignments: str = ""  # fairseq frame-level phone alignments (tsv at 100 Hz) for PNMI, optional
     jobs: int = 0  # CPU processes for features and labels; 0 = all cores
@@ -85,17 +91,23 @@ class PipelineConfig:
     iteration2: IterationSettings = field(
         default_factory=lambda: IterationSettings(features="layer", layer=6, num_units=500))
     export: ExportSettings = field(default_factory=ExportSettings)
-    scan_layers: bool = True  # layer scan of the iteration-1 model in the quality report
-    scan_checkpoints: bool = False  # also scan every kept iteration-1 checkpoint (PNMI over training)
+    scan_layers: bool = True  # PNMI of every layer of both models (it1-scan, it2-scan), with alignments
+    scan_checkpoints: bool = False  # scan every kept checkpoint, not only the newest (PNMI over training)
+    scan_units: int = 100  # k-means units per layer in the scans (the paper's Figure 2: 100, 500, 1000)
     device: str = "auto"  # layer features, labels, layer scans and torch k-means: auto = the GPU when present
     kmeans_sample_gib: float = 0.0  # RAM for a k-means sample; frames beyond it are subsampled; 0 = no limit
     kmeans_float16: bool = False  # hold the k-means sample as float16 (half the RAM)
 
     def __post_init__(self):
         fraction(self, "valid_percent", zero_ok=True)
+        fraction(self, "test_percent", zero_ok=True)
+        if self.valid_percent + self.test_percent >= 1:
+            raise SettingError(f"test_percent: valid_percent + test_percent must stay below 1 (train needs "
+                               f"utterances), got {self.valid_percent:g} + {self.test_percent:g}")
         at_least(self, "jobs", 0)
         one_of(self, "device", DEVICES)
         at_least(self, "kmeans_sample_gib", 0)
+        at_least(self, "scan_units", 2)
 
 
 FEATURES = ("mfcc", "layer")
@@ -162,7 +174,8 @@ def check_config(config: PipelineConfig) -> None:
         raise SettingError("iteration1.features: 'layer' needs iteration1.teacher_hf (a Hugging Face HuBERT "
                            "folder); iteration 1 has no earlier model, so use 'mfcc'")
     two = config.iteration2
-    if two.features == "layer":
+    _check_auto_layer(config)
+    if two.features == "layer" and two.layer != "auto":
         one = config.iteration1
         depth = _teacher_depth(two.teacher_hf) if two.teacher_hf else \
             model_from_settings(one.model, one.model_settings).num_hidden_layers
@@ -170,6 +183,25 @@ def check_config(config: PipelineConfig) -> None:
             raise SettingError(f"iteration2.layer: {two.layer} is deeper than the teacher's {depth} layers; "
                                f"choose 1..{depth}")
     _check_paths(config)
+
+
+def _check_auto_layer(config: PipelineConfig) -> None:
+    """layer = "auto" needs an iteration-1 model to scan and phone alignments to score it with."""
+    if config.iteration1.layer == "auto":
+        raise SettingError("iteration1.layer: \"auto\" picks a layer of the iteration-1 model, so only "
+                           "iteration2.layer may be \"auto\"; give iteration 1 a layer number")
+    two = config.iteration2
+    if two.layer != "auto":
+        return
+    if two.teacher_hf or two.features != "layer":
+        raise SettingError("iteration2.layer: \"auto\" scans the iteration-1 model's layers; it does not "
+                           "apply to a teacher_hf teacher or to MFCC features: give a layer number")
+    if config.audio_dir and not config.alignments:
+        raise SettingError("iteration2.layer: \"auto\" chooses the layer by PNMI against phone alignments; "
+                           "set alignments (a frame-level tsv or a folder of TextGrids) or give a layer number")
+    if config.audio_dir and not config.valid_percent:
+        raise SettingError("iteration2.layer: \"auto\" chooses the layer on the valid split; set valid_percent "
+                           "above 0 or give a layer number")
 
 
 def _teacher_depth(folder: str) -> int:

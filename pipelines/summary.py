@@ -33,7 +33,7 @@ def summary(config: PipelineConfig) -> str:
                 lines.append(f"  agreement with the iteration-1 teacher: NMI {q['agreement']['nmi']:.3f}")
             if "layer_pnmi" in q:
                 layer, pnmi = _best_layer(q["layer_pnmi"])
-                lines.append(f"  iteration-1 model, best layer {layer}: PNMI {pnmi:.3f} "
+                lines.append(f"  iteration-{number} model, best layer {layer}: PNMI {pnmi:.3f} "
                              f"(per layer: {', '.join(f'{k}:{v:.2f}' for k, v in q['layer_pnmi'].items())})")
             if "layer_pnmi_by_update" in q:
                 bests = {update: _best_layer(scores) for update, scores in q["layer_pnmi_by_update"].items()}
@@ -46,8 +46,23 @@ def summary(config: PipelineConfig) -> str:
                          f"{train[0]['update']} -> {train[-1]['masked_acc']:.3f} at update {train[-1]['update']}"
                          + (f" (valid {valid[-1]['masked_acc']:.3f})" if valid else "")
                          + f", loss {train[0]['loss']:.2f} -> {train[-1]['loss']:.2f}")
+    lines += _headline_lines(work / "quality")
     lines += [f"checkpoints: {work / 'it1-train' / 'checkpoints'}, {work / 'it2-train' / 'checkpoints'}"]
     return "\n".join(lines + _export_lines(work / "export"))
+
+
+def _headline_lines(quality: Path) -> list[str]:
+    """The run's answer (quality/headline.json): PNMI of the MFCC teacher and of both models."""
+    path = quality / "headline.json"
+    if not path.exists():
+        return []
+    result = json.loads(path.read_text())
+    figures = [f"{row['name']}" + (f" (layer {row['layer']})" if "layer" in row else "") + f" {row['pnmi']:.3f}"
+               for row in result["rows"]]
+    verdict = ("yes" if result["rising"] else "no") if len(figures) == 3 else "no layer scans"
+    return [f"PNMI on {result['split']}: " + " < ".join(figures) if result["rising"] else
+            f"PNMI on {result['split']}: " + ", ".join(figures),
+            f"iteration 2 > iteration 1 > teacher: {verdict} (report: {quality / 'report.md'})"]
 
 
 def _export_lines(export: Path) -> list[str]:

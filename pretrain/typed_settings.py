@@ -6,6 +6,7 @@ A mistake is reported with its dotted key before anything runs:
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 
 
@@ -35,10 +36,13 @@ def _join(where: str, name: str) -> str:
 
 
 def check_value(key: str, value, annotation):
-    """`value` converted to `annotation` (int, float, bool, str, tuples, dict, dataclass), or SettingError."""
+    """`value` converted to `annotation` (int, float, bool, str, tuples, dict, dataclass, `A | B`),
+    or SettingError."""
     if dataclasses.is_dataclass(annotation):
         return from_dict(annotation, value, key)
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is types.UnionType:
+        return _check_union(key, value, args)
     if origin is tuple:
         return _check_tuple(key, value, args)
     if annotation is dict or origin is dict:
@@ -66,6 +70,17 @@ def _check_scalar(key: str, value, annotation):
             raise SettingError(f"{key}: expected a string, got {value!r}")
         return value
     return value
+
+
+def _check_union(key: str, value, args: tuple):
+    """The first of `args` that `value` is (no conversion between them: 6 stays an int)."""
+    for annotation in args:
+        try:
+            return check_value(key, value, annotation)
+        except SettingError:
+            continue
+    names = " or ".join(getattr(a, "__name__", str(a)) for a in args)
+    raise SettingError(f"{key}: expected {names}, got {value!r}")
 
 
 def _check_tuple(key: str, value, args: tuple):

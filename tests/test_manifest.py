@@ -158,3 +158,24 @@ def test_every_command_has_help_with_an_example():
         assert "example:" in text and f"hubert {name}" in text, name
     top = subprocess.run([sys.executable, "-m", "pipelines.cli", "--help"], capture_output=True, text=True)
     assert top.returncode == 0 and "examples:" in top.stdout
+
+
+def test_split_off_test_moves_a_seeded_share_of_valid_with_its_alignments(tmp_path):
+    from clustering.heldout import split_off_test
+    from clustering.manifest import write_manifest
+
+    entries = [(f"u{i}.wav", 16_000 + i) for i in range(10)]
+    write_manifest(tmp_path / "valid.tsv", tmp_path, entries)
+    (tmp_path / "valid.phn.tsv").write_text("".join(f"u{i}\tp{i},p{i}\n" for i in range(10)))
+    assert split_off_test(tmp_path, 0.3, seed=4) == 3
+    valid, test = read_manifest(tmp_path / "valid.tsv"), read_manifest(tmp_path / "test.tsv")
+    assert sorted(zip(valid.paths + test.paths, valid.sizes + test.sizes)) == sorted(entries)
+    assert len(test) == 3 and not set(valid.paths) & set(test.paths)
+    for split, manifest in (("valid", valid), ("test", test)):
+        lines = (tmp_path / f"{split}.phn.tsv").read_text().splitlines()
+        assert [line.split("\t")[0] for line in lines] == [manifest.utterance_id(i) for i in range(len(manifest))]
+    write_manifest(tmp_path / "valid.tsv", tmp_path, entries)
+    split_off_test(tmp_path, 0.3, seed=4)
+    assert read_manifest(tmp_path / "test.tsv").paths == test.paths  # the seed fixes the split
+    write_manifest(tmp_path / "valid.tsv", tmp_path, entries[:2])
+    assert split_off_test(tmp_path, 0.01, seed=0) == 1  # two held out: one each, never an empty valid

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SHIPPED = ("custom-language", "demo", "paper-base", "reproduce-small")
+SHIPPED = ("custom-language", "demo", "paper-base", "reproduce-gpu", "reproduce-small")
 TINY_RUN = ["work_dir=W", "corpus.hours=0.02", "corpus.languages=en,fr", "valid_percent=0.3",
             "iteration1.model=tiny", "iteration2.model=tiny", "iteration1.num_units=20", "iteration2.num_units=20",
             "iteration2.layer=1", "iteration1.kmeans_percent=1.0", "iteration2.kmeans_percent=1.0",
@@ -86,7 +86,7 @@ def test_demo_help_and_the_shipped_configs_work_from_another_folder(installed):
     assert shipped_dir.is_relative_to(venv) and shipped_dir.name == "configs"
     unknown = hubert(installed, "run", "nope")
     assert unknown.returncode == 2
-    assert unknown.stderr.strip().endswith("custom-language, demo, paper-base, reproduce-small "
+    assert unknown.stderr.strip().endswith("custom-language, demo, paper-base, reproduce-gpu, reproduce-small "
                                            "(`hubert configs` describes them)")
 
 

@@ -15,7 +15,7 @@ from pipelines.stages import run_stages
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["corpus.hours=0.02", "corpus.languages=en,fr", "valid_percent=0.3", "iteration1.model=tiny",
         "iteration2.model=tiny", "iteration1.num_units=20", "iteration2.num_units=20", "iteration2.layer=1",
-        "iteration1.kmeans_percent=1.0", "iteration2.kmeans_percent=1.0", "scan_checkpoints=true",
+        "iteration1.kmeans_percent=1.0", "iteration2.kmeans_percent=1.0", "scan_checkpoints=true", "scan_units=20",
         "export.labels=yes,no",
         "iteration1.train={max_updates=20, save_every=10, valid_every=10, warmup_updates=5}",
         "iteration2.train={max_updates=20, save_every=10, valid_every=10, warmup_updates=5}"]
@@ -61,7 +61,7 @@ def test_end_to_end_run_exports_models_transformers_loads(finished, capsys):
     assert (finished / "quality" / "it1" / "pnmi_by_update.png").read_bytes()[:4] == b"\x89PNG"
     assert "agreement" in (finished / "quality" / "it2" / "quality.json").read_text()
     main(["status", str(finished)])
-    assert capsys.readouterr().out.count(" done") == 11
+    assert capsys.readouterr().out.count(" done") == 13  # with it1-scan and it2-scan
 
 
 def test_rerun_after_completion_does_nothing(finished):

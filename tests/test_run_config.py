@@ -56,6 +56,10 @@ def test_unknown_keys_are_named(tmp_path):
      "iteration1.model_settings.conv_layers: the conv strides multiply to 10; labels assume 320"),
     ("iteration2.mask={mask_prob=1.5}", r"iteration2.mask.mask_prob: must be a fraction in \(0, 1\]"),
     ("iteration1.model_settings={hidden_size=65}", "iteration1.model_settings.hidden_size: 65 is not divisible"),
+    ("iteration2.layer=best", 'iteration2.layer: expected a layer number \\(1-based\\) or "auto", got \'best\''),
+    ("iteration2.layer=[6]", r"iteration2.layer: expected int or str, got \[6\]"),
+    ("iteration1.layer=auto", 'iteration1.layer: "auto" picks a layer of the iteration-1 model'),
+    ("test_percent=0.96", r"test_percent: valid_percent \+ test_percent must stay below 1"),
 ])
 def test_each_config_mistake_is_named_before_anything_runs(override, message):
     with pytest.raises(ValueError, match="^" + message):
@@ -90,7 +94,20 @@ def test_an_unknown_name_lists_the_shipped_configs_in_one_line(tmp_path, monkeyp
     with pytest.raises(FileNotFoundError) as caught:
         load_config("nope")
     assert str(caught.value) == ("nope: is neither a config file nor a shipped config; give a TOML file or a "
-                                 "shipped config: custom-language, demo, paper-base, reproduce-small "
+                                 "shipped config: custom-language, demo, paper-base, reproduce-gpu, reproduce-small "
                                  "(`hubert configs` describes them)")
     with pytest.raises(FileNotFoundError, match="^configs/demo.toml: is neither .* custom-language, demo,"):
         load_config("configs/demo.toml")
+
+
+def test_auto_layer_needs_alignments_and_a_valid_split_of_the_users_audio(tmp_path):
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    (tmp_path / "phones.tsv").write_text("a\tx,y\n")
+    base = [f"work_dir={tmp_path / 'work'}", f"audio_dir={audio}", "iteration2.layer=auto"]
+    with pytest.raises(ValueError, match='^iteration2.layer: "auto" chooses the layer by PNMI against phone'):
+        load_config(DEMO, base)
+    with pytest.raises(ValueError, match='^iteration2.layer: "auto" chooses the layer on the valid split'):
+        load_config(DEMO, base + [f"alignments={tmp_path / 'phones.tsv'}", "valid_percent=0"])
+    config = load_config(DEMO, base + [f"alignments={tmp_path / 'phones.tsv'}"])
+    assert config.iteration2.layer == "auto" and load_config(DEMO, ["iteration2.layer=2"]).iteration2.layer == 2

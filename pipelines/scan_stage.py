@@ -1,0 +1,109 @@
+"""The layer scans (it1-scan, it2-scan): PNMI of every layer of an iteration's model.
+
+Each layer gets a k-means with `scan_units` units fitted on train utterances, scored on
+the valid split (where a layer is chosen: iteration 2's teacher when its layer is "auto")
+and on the test split when there is one (where it is reported, so the choice flatters
+nothing). Every kept checkpoint is scanned with `scan_checkpoints`, else the newest.
+
+scan.json:
+  {"model": "it1", "units": 100, "utterances": {"valid": 40, "test": 40},
+   "by_update": {"3000": {"valid": {"1": 0.31, ...}, "test": {...}}, ...},
+   "chosen": {"update": 3000, "layer": 4, "valid": 0.41, "test": 0.40}}
+"chosen" is the newest checkpoint's (the one iteration 2 learns from) best layer on valid.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from clustering.alignments import load_alignments
+from clustering.layer_pnmi import pnmi_per_layer
+from clustering.manifest import Manifest, read_manifest
+
+from .run_config import PipelineConfig
+
+SCAN = "scan.json"
+
+
+def can_scan(config: PipelineConfig) -> bool:
+    """Phone alignments and held-out utterances to scan with: the built-in corpus has both;
+    the user's audio needs `alignments` and valid_percent > 0."""
+    return not config.audio_dir or (bool(config.alignments) and config.valid_percent > 0)
+
+
+def heldout_splits(data: Path) -> list[str]:
+    """The held-out splits with utterances: valid, then test when the data stage made one."""
+    return [split for split in ("valid", "test")
+            if (data / f"{split}.tsv").exists() and len(read_manifest(data / f"{split}.tsv"))]
+
+
+def split_alignments(config: PipelineConfig, data: Path, manifests: dict[str, Manifest]) -> dict[str, list[str]]:
+    """{uid: 100 Hz phones} for the utterances of `manifests`: from the config's alignments, or
+    from the built-in corpus's SPLIT.phn.tsv beside each manifest."""
+    found: dict[str, list[str]] = {}
+    for split, manifest in manifests.items():
+        source = Path(config.alignments) if config.alignments else data / f"{split}.phn.tsv"
+        found.update(load_alignments(source, [manifest.utterance_id(i) for i in range(len(manifest))]))
+    return found
+
+
+def scan_stage(config: PipelineConfig, number: int, folder: Path) -> None:
+    """Scan the iteration's checkpoints into folder/scan.json (see the module docstring)."""
+    from pretrain.checkpoint import checkpoint_paths, checkpoint_update, latest_path
+
+    work = Path(config.work_dir)
+    data, checkpoints = work / "data", work / f"it{number}-train" / "checkpoints"
+    manifests = {split: read_manifest(data / f"{split}.tsv") for split in heldout_splits(data)}
+    if not manifests:
+        raise ValueError(f"{data}: the layer scan needs held-out utterances; set valid_percent above 0")
+    alignments = split_alignments(config, data, manifests)
+    paths = checkpoint_paths(checkpoints) if config.scan_checkpoints else [latest_path(checkpoints)]
+    if not paths or paths[-1] is None:
+        raise FileNotFoundError(f"{checkpoints}: no checkpoint to scan")
+    fit = read_manifest(data / "train.tsv")
+    by_update = {checkpoint_update(path): _scan_checkpoint(path, fit, manifests, alignments, config)
+                 for path in paths}
+    newest = max(by_update)
+    valid = by_update[newest]["valid"]
+    layer = max(valid, key=valid.get)
+    chosen = {"update": newest, "layer": layer,
+              **{split: scores[layer] for split, scores in by_update[newest].items()}}
+    result = {"model": f"it{number}", "units": config.scan_units,
+              "utterances": {split: len(m) for split, m in manifests.items()},
+              "by_update": by_update, "chosen": chosen}
+    (folder / SCAN).write_text(json.dumps(result, indent=2) + "\n")
+    print(f"[it{number}-scan] layer {layer} of update {newest} scores best on valid: PNMI {chosen['valid']:.3f}"
+          + (f" (test {chosen['test']:.3f})" if "test" in chosen else ""))
+
+
+def _scan_checkpoint(path: Path, fit: Manifest, manifests: dict[str, Manifest], alignments: dict,
+                     config: PipelineConfig) -> dict[str, dict[int, float]]:
+    """{split: {layer: PNMI}} of one checkpoint, on the GPU when present (device "auto")."""
+    from pretrain.layer_features import LayerFeatures
+    from pretrain.model_io import load_encoder
+
+    encoder = load_encoder(path)
+    features = LayerFeatures(encoder, 1, device=config.device)
+    layers = list(range(1, encoder.config.num_hidden_layers + 1))
+    return pnmi_per_layer(fit, manifests, alignments, features.layers, layers, num_units=config.scan_units,
+                          seed=config.seed)
+
+
+def read_scan(work: Path, number: int) -> dict | None:
+    """it{number}-scan/scan.json with whole-number keys, or None when that scan did not run."""
+    path = work / f"it{number}-scan" / SCAN
+    if not path.exists():
+        return None
+    scan = json.loads(path.read_text())
+    scan["by_update"] = {int(u): {split: {int(k): v for k, v in scores.items()} for split, scores in splits.items()}
+                         for u, splits in scan["by_update"].items()}
+    return scan
+
+
+def chosen_layer(work: Path) -> int:
+    """The layer the it1-scan stage chose (iteration 2's teacher when its layer is "auto")."""
+    scan = read_scan(work, 1)
+    if scan is None:
+        raise FileNotFoundError(f"{work / 'it1-scan' / SCAN}: missing; iteration2.layer = \"auto\" needs the "
+                                "it1-scan stage (rerun with --from it1-scan)")
+    return int(scan["chosen"]["layer"])
