@@ -27,7 +27,7 @@ from clustering.synthetic.corpus import make_corpus
 
 from .run_config import IterationSettings, PipelineConfig
 from .fingerprint import content_fingerprint, folder_fingerprint
-from .scan_stage import chosen_layer, can_scan, scan_stage
+from .scan_stage import chosen_layer, scan_stage, scans
 from .spread import record_shards, shard_count, wait_for, worker, worker_device
 from .stages import Stage
 
@@ -75,11 +75,6 @@ def build_stages(config: PipelineConfig) -> list[Stage]:
                         {"alignments": content_fingerprint(config.alignments)},
                         after=("it1-labels", "it2-labels") + (("it1-scan", "it2-scan") if scans(config) else ())))
     return stages
-
-
-def scans(config: PipelineConfig) -> bool:
-    """Whether the layer scans run: asked for (or needed by layer "auto"), with alignments to score on."""
-    return (config.scan_layers or config.iteration2.layer == "auto") and can_scan(config)
 
 
 def _scan_settings(config: PipelineConfig) -> dict:

@@ -14,7 +14,7 @@ from clustering.quality_report import analyse_labels, write_report
 
 from .headline import write_headline
 from .run_config import PipelineConfig
-from .scan_stage import heldout_splits, read_scan
+from .scan_stage import heldout_splits, read_scan, scans
 
 
 def report_split(work: Path) -> str:
@@ -35,21 +35,21 @@ def quality_stage(config: PipelineConfig, folder: Path) -> None:
     split = report_split(work)
     manifest = read_manifest(work / "data" / f"{split}.tsv")
     aligned = alignments_path(config, split)
+    scanned = {n: read_scan(work, n) if scans(config) else None for n in (1, 2)}  # none stale
     results, previous = {}, None
     for number in (1, 2):
         label_dir = work / f"it{number}-labels"
         info = LabelInfo.load(label_dir)
         result = analyse_labels(label_dir / f"{split}.km", info.label_rate, info.num_units, manifest, aligned,
                                 compare=previous)
-        scan = read_scan(work, number)
-        scores = None
-        if scan is not None:
-            by_update = {u: splits[split] for u, splits in scan["by_update"].items() if split in splits}
-            if scan["by_update"] and len(by_update) > 1:
+        scan, scores = scanned[number], None
+        if scan is not None:  # scanned on valid and test; the report split is one of them
+            by_update = {update: splits[split] for update, splits in scan["by_update"].items()}
+            if len(by_update) > 1:
                 result["layer_pnmi_by_update"] = by_update
-            scores = by_update.get(max(scan["by_update"]))
+            scores = by_update[max(by_update)]
         write_report(result, folder / f"it{number}", scores)
         results[number], previous = result, (label_dir / f"{split}.km", info.label_rate)
     if aligned is not None:
         teacher = "MFCC" if config.iteration1.features == "mfcc" else "Hugging Face layer"
-        write_headline(folder, split, len(manifest), results, {n: read_scan(work, n) for n in (1, 2)}, teacher)
+        write_headline(folder, split, len(manifest), results, scanned, teacher)

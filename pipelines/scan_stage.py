@@ -31,6 +31,11 @@ def can_scan(config: PipelineConfig) -> bool:
     return not config.audio_dir or (bool(config.alignments) and config.valid_percent > 0)
 
 
+def scans(config: PipelineConfig) -> bool:
+    """Whether the layer scans run: asked for (or needed by layer "auto"), with alignments to score on."""
+    return (config.scan_layers or config.iteration2.layer == "auto") and can_scan(config)
+
+
 def heldout_splits(data: Path) -> list[str]:
     """The held-out splits with utterances: valid, then test when the data stage made one."""
     return [split for split in ("valid", "test")
