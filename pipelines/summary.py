@@ -12,11 +12,6 @@ def _history(train_dir: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
-def _best_layer(scores: dict[str, float]) -> tuple[str, float]:
-    """(layer, PNMI) of the layer with the highest PNMI."""
-    return max(scores.items(), key=lambda kv: kv[1])
-
-
 def summary(config: PipelineConfig) -> str:
     """A few lines a user reads at the end of a run."""
     work = Path(config.work_dir)
@@ -32,13 +27,8 @@ def summary(config: PipelineConfig) -> str:
             if "agreement" in q:
                 lines.append(f"  agreement with the iteration-1 teacher: NMI {q['agreement']['nmi']:.3f}")
             if "layer_pnmi" in q:
-                layer, pnmi = _best_layer(q["layer_pnmi"])
-                lines.append(f"  iteration-{number} model, best layer {layer}: PNMI {pnmi:.3f} "
-                             f"(per layer: {', '.join(f'{k}:{v:.2f}' for k, v in q['layer_pnmi'].items())})")
-            if "layer_pnmi_by_update" in q:
-                bests = {update: _best_layer(scores) for update, scores in q["layer_pnmi_by_update"].items()}
-                lines.append("  best layer over training (update: PNMI, layer): "
-                             + ", ".join(f"{u}: {v:.3f} ({k})" for u, (k, v) in bests.items()))
+                lines.append(f"  iteration-{number} model, PNMI per layer: "
+                             + ", ".join(f"{k}:{v:.3f}" for k, v in q["layer_pnmi"].items()))
         train = [r for r in _history(work / f"it{number}-train") if r["split"] == "train"]
         valid = [r for r in _history(work / f"it{number}-train") if r["split"] == "valid"]
         if train:
@@ -52,7 +42,8 @@ def summary(config: PipelineConfig) -> str:
 
 
 def _headline_lines(quality: Path) -> list[str]:
-    """The run's answer (quality/headline.json): PNMI of the MFCC teacher and of both models."""
+    """The run's answer (quality/headline.json): the MFCC teacher and both models on the report
+    split, each model's layer chosen on valid, and the chosen layer over training."""
     path = quality / "headline.json"
     if not path.exists():
         return []
@@ -60,9 +51,13 @@ def _headline_lines(quality: Path) -> list[str]:
     figures = [f"{row['name']}" + (f" (layer {row['layer']})" if "layer" in row else "") + f" {row['pnmi']:.3f}"
                for row in result["rows"]]
     verdict = ("yes" if result["rising"] else "no") if len(figures) == 3 else "no layer scans"
-    return [f"PNMI on {result['split']}: " + " < ".join(figures) if result["rising"] else
-            f"PNMI on {result['split']}: " + ", ".join(figures),
-            f"iteration 2 > iteration 1 > teacher: {verdict} (report: {quality / 'report.md'})"]
+    lines = [f"PNMI on {result['split']}, layers chosen on valid: " + ", ".join(figures),
+             f"iteration 2 > iteration 1 > teacher: {verdict} (report: {quality / 'report.md'})"]
+    for model, points in result["curves"].items():
+        if len(points) > 1:
+            lines.append(f"  {model} over training (update: layer, PNMI): "
+                         + ", ".join(f"{p['update']}: {p['layer']}, {p[result['split']]:.3f}" for p in points))
+    return lines
 
 
 def _export_lines(export: Path) -> list[str]:

@@ -61,3 +61,14 @@ def test_report_answers_in_its_first_lines_on_the_test_split(reproduced):
     assert ("**yes**" if headline["rising"] else "**no**") in lines[8]
     assert [p["update"] for p in headline["curves"]["it2"]] == [10, 20]
     assert (reproduced / "quality" / "pnmi_over_training.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_runs_summary_prints_the_same_answer(reproduced):
+    from pipelines.run_config import load_config
+    from pipelines.summary import summary
+
+    text = summary(load_config("reproduce-gpu", [f"work_dir={reproduced}", *SHRINK]))
+    headline = json.loads((reproduced / "quality" / "headline.json").read_text())
+    line = next(line for line in text.splitlines() if line.startswith("PNMI on test, layers chosen on valid: "))
+    assert [f"{row['pnmi']:.3f}" for row in headline["rows"]] == [part.split()[-1] for part in line.split(", ")]
+    assert f"iteration 2 > iteration 1 > teacher: {'yes' if headline['rising'] else 'no'}" in text
