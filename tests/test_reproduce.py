@@ -69,6 +69,8 @@ def test_the_runs_summary_prints_the_same_answer(reproduced):
 
     text = summary(load_config("reproduce-gpu", [f"work_dir={reproduced}", *SHRINK]))
     headline = json.loads((reproduced / "quality" / "headline.json").read_text())
-    line = next(line for line in text.splitlines() if line.startswith("PNMI on test, layers chosen on valid: "))
-    assert [f"{row['pnmi']:.3f}" for row in headline["rows"]] == [part.split()[-1] for part in line.split(", ")]
+    prefix = "PNMI on test, layers chosen on valid: "
+    line = next(line for line in text.splitlines() if line.startswith(prefix))
+    figures = [part.split()[-1] for part in line.removeprefix(prefix).split(", ")]
+    assert figures == [f"{row['pnmi']:.3f}" for row in headline["rows"]]
     assert f"iteration 2 > iteration 1 > teacher: {'yes' if headline['rising'] else 'no'}" in text
