@@ -38,7 +38,7 @@ class TrainConfig:
     max_sample_size: int = 250_000  # longer items are cropped to this
     crop: bool = True  # crop every item to the batch's shortest (fairseq); False pads instead
     crop_multiple: int = 0  # samples; >0 rounds crops down (pads up) to a multiple so shapes repeat; 0: fairseq
-    num_workers: int = 1  # DataLoader processes
+    num_workers: int = 1  # DataLoader processes (at most the cores this process may use)
     seed: int = 1337
     # bookkeeping
     log_every: int = 50

@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import os
 import signal
 import time
 from dataclasses import dataclass, field
@@ -113,10 +114,11 @@ class MicroBatches:
         if position >= len(self.planned.epoch(epoch)):  # resumed exactly at the end of an epoch
             epoch, position = epoch + 1, 0
         self.epoch, self.position = epoch, position
+        processes = min(config.num_workers, len(os.sched_getaffinity(0)))  # no more than the cores we have
         self._loader = torch.utils.data.DataLoader(
             self.planned, batch_size=None, sampler=_Cursor(self.planned, epoch, position),
-            num_workers=config.num_workers, pin_memory=workers.device.type == "cuda",
-            persistent_workers=config.num_workers > 0, prefetch_factor=2 if config.num_workers else None)
+            num_workers=processes, pin_memory=workers.device.type == "cuda",
+            persistent_workers=processes > 0, prefetch_factor=2 if processes else None)
         self._iterator = None
 
     def next(self) -> Batch:
