@@ -114,7 +114,7 @@ class MicroBatches:
         if position >= len(self.planned.epoch(epoch)):  # resumed exactly at the end of an epoch
             epoch, position = epoch + 1, 0
         self.epoch, self.position = epoch, position
-        processes = min(config.num_workers, len(os.sched_getaffinity(0)))  # no more than the cores we have
+        processes = min(config.num_workers, _usable_cores())
         self._loader = torch.utils.data.DataLoader(
             self.planned, batch_size=None, sampler=_Cursor(self.planned, epoch, position),
             num_workers=processes, pin_memory=workers.device.type == "cuda",
@@ -382,6 +382,11 @@ def _load_encoder_weights(model: HubertPretrain, source) -> None:
     if dataclasses.asdict(encoder.config) != dataclasses.asdict(model.config):
         raise ValueError(f"{source}: its model settings differ from this run's; use the same preset")
     model.encoder.load_state_dict(encoder.state_dict())
+
+
+def _usable_cores() -> int:
+    """The cores this process may run on (all of them where the OS cannot say)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _forward(net, batch: Batch, config: TrainConfig, device: torch.device):
