@@ -45,8 +45,8 @@ def headline_lines(result: dict, utterances: int) -> list[str]:
         lines.append(f"| {row['name']} | {row['units']} | {layer} | {row['pnmi']:.3f} |")
     lines += ["", _answer(result)]
     if split == "valid":
-        lines.append("Layers were chosen on the split they are scored on; set test_percent for a second "
-                     "held-out split to report on.")
+        lines.append("Layers were chosen on the split they are scored on: there is no test split, or it is "
+                     "empty; set (or raise) test_percent for a second held-out split to report on.")
     return lines
 
 
