@@ -14,19 +14,12 @@ from clustering.quality_report import analyse_labels, write_report
 
 from .headline import write_headline
 from .run_config import PipelineConfig
-from .scan_stage import heldout_splits, read_scan, scans
+from .scan_stage import alignments_path, heldout_splits, read_scan, scans
 
 
 def report_split(work: Path) -> str:
     """The split reports are scored on: test, else valid, else train (labelled by the train teacher)."""
     return (heldout_splits(work / "data") or ["train"])[-1]
-
-
-def alignments_path(config: PipelineConfig, split: str) -> Path | None:
-    if config.alignments:
-        return Path(config.alignments)
-    built_in = Path(config.work_dir) / "data" / f"{split}.phn.tsv"
-    return built_in if not config.audio_dir and built_in.exists() else None
 
 
 def quality_stage(config: PipelineConfig, folder: Path) -> None:

@@ -42,12 +42,21 @@ def heldout_splits(data: Path) -> list[str]:
             if (data / f"{split}.tsv").exists() and len(read_manifest(data / f"{split}.tsv"))]
 
 
-def split_alignments(config: PipelineConfig, data: Path, manifests: dict[str, Manifest]) -> dict[str, list[str]]:
-    """{uid: 100 Hz phones} for the utterances of `manifests`: from the config's alignments, or
-    from the built-in corpus's SPLIT.phn.tsv beside each manifest."""
+def alignments_path(config: PipelineConfig, split: str) -> Path | None:
+    """Where `split`'s phone alignments are: the config's, the built-in corpus's SPLIT.phn.tsv, or None."""
+    if config.alignments:
+        return Path(config.alignments)
+    built_in = Path(config.work_dir) / "data" / f"{split}.phn.tsv"
+    return built_in if not config.audio_dir and built_in.exists() else None
+
+
+def split_alignments(config: PipelineConfig, manifests: dict[str, Manifest]) -> dict[str, list[str]]:
+    """{uid: 100 Hz phones} for the utterances of `manifests` (split name -> manifest)."""
     found: dict[str, list[str]] = {}
     for split, manifest in manifests.items():
-        source = Path(config.alignments) if config.alignments else data / f"{split}.phn.tsv"
+        source = alignments_path(config, split)
+        if source is None:
+            raise FileNotFoundError(f"the {split} split has no phone alignments to scan layers with")
         found.update(load_alignments(source, [manifest.utterance_id(i) for i in range(len(manifest))]))
     return found
 
@@ -61,7 +70,7 @@ def scan_stage(config: PipelineConfig, number: int, folder: Path) -> None:
     manifests = {split: read_manifest(data / f"{split}.tsv") for split in heldout_splits(data)}
     if not manifests:
         raise ValueError(f"{data}: the layer scan needs held-out utterances; set valid_percent above 0")
-    alignments = split_alignments(config, data, manifests)
+    alignments = split_alignments(config, manifests)
     paths = checkpoint_paths(checkpoints) if config.scan_checkpoints else [latest_path(checkpoints)]
     if not paths or paths[-1] is None:
         raise FileNotFoundError(f"{checkpoints}: no checkpoint to scan")
