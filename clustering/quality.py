@@ -60,6 +60,26 @@ def pair_frames(rows: list[np.ndarray], label_rate: float, manifest: Manifest,
                   list(vocabulary), len(phones), missing, extra)
 
 
+def check_alignment_lengths(manifest: Manifest, alignments: dict[str, list[str]], source) -> int:
+    """ValueError naming the first utterance of `manifest` whose alignment does not last as long as its
+    audio (its MFCC frames at ALIGNMENT_RATE, within LENGTH_SLACK frames, as pair_frames allows);
+    returns how many utterances of `manifest` have an alignment."""
+    from .audio import MFCC_FRAMES, num_model_frames
+
+    aligned = 0
+    for i in range(len(manifest)):
+        phones = alignments.get(manifest.utterance_id(i))
+        if phones is None:
+            continue
+        aligned += 1
+        frames = num_model_frames(manifest.sizes[i], MFCC_FRAMES)
+        if abs(len(phones) - frames) > LENGTH_SLACK:
+            raise ValueError(f"{source}: utterance {manifest.utterance_id(i)} has {len(phones)} frames at "
+                             f"{ALIGNMENT_RATE} Hz, but its audio ({manifest.sizes[i]} samples) has {frames}; "
+                             "these alignments belong to other audio: give the alignments of this audio")
+    return aligned
+
+
 def joint_counts(phones: np.ndarray, units: np.ndarray, num_phones: int, num_units: int) -> np.ndarray:
     """(num_phones, num_units) frame counts."""
     counts = np.zeros((num_phones, num_units), dtype=np.float64)

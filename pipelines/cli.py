@@ -34,6 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hubert", description="HuBERT self-supervised speech pretraining, end to end.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    # before the command (`hubert --debug run ...`) as well as after it; a separate name, since a
+    # command's own --debug default would overwrite this one's value
+    parser.add_argument("--debug", dest="debug_all", action="store_true",
+                        help="show the full traceback of an error")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in COMMANDS:
         module.add_parser(subparsers)
@@ -44,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     _take_overrides(parser, args, extra)
+    args.debug = args.debug or args.debug_all
     try:
         return args.func(args) or 0
     except KeyboardInterrupt:

@@ -68,7 +68,7 @@ def build_stages(config: PipelineConfig) -> list[Stage]:
     stages.append(Stage("export", partial(_export, work, transcripts, config.export.labels),
                         {"transcripts": content_fingerprint(config.export.transcripts)
                          or ("built-in corpus" if transcripts else ""),
-                         "labels": list(config.export.labels)}, after=("it2-train", "data")))
+                         "labels": list(config.export.labels)}, after=("it2-train", "data"), keep=True))
     from .quality_stage import quality_stage  # the report reads every teacher and model
 
     stages.append(Stage("quality", partial(quality_stage, config),
@@ -90,7 +90,7 @@ def _data_stage(config: PipelineConfig) -> Stage:
         run = partial(_scan, root, config.valid_percent, config.test_percent, config.seed, config.jobs or None)
         return Stage("data", run, {"audio": folder_fingerprint(root, find_audio(root)),
                                    "valid_percent": config.valid_percent, "seed": config.seed, **test},
-                     refresh=partial(_reroot, root))
+                     refresh=partial(_refresh_user_data, root, config.alignments))
     c = config.corpus
     return Stage("data", partial(_corpus, c.hours, c.languages, c.seed, config.valid_percent, config.test_percent,
                                  all_jobs(config.jobs)),
@@ -108,14 +108,48 @@ def _reroot(root: Path, folder: Path) -> None:
             write_manifest(path, root, list(zip(manifest.paths, manifest.sizes)))
 
 
+def _check_alignments(source: str, folder: Path) -> None:
+    """The user's alignments against the manifests, right after the data stage (not after training):
+    each aligned utterance as long as its audio, and valid aligned when there is a valid split."""
+    from clustering.alignments import load_alignments
+    from clustering.quality import check_alignment_lengths
+
+    if not source:
+        return
+    for split in ("valid", "test"):
+        if not (folder / f"{split}.tsv").exists():
+            continue
+        manifest = read_manifest(folder / f"{split}.tsv")
+        uids = [manifest.utterance_id(i) for i in range(len(manifest))]
+        aligned = check_alignment_lengths(manifest, load_alignments(source, uids), source)
+        if split == "valid" and uids and not aligned:
+            raise ValueError(f"alignments: {source} aligns none of the {len(uids)} valid utterances (such as "
+                             f"{uids[0]!r}); utterances are named by their path under audio_dir without the "
+                             "extension: give the alignments of this audio")
+
+
 def splits(data: Path) -> tuple[str, ...]:
     """train, valid, and test when the data stage wrote one (test_percent > 0)."""
     return SPLITS + (("test",) if (data / "test.tsv").exists() else ())
 
 
+def _refresh_user_data(root: Path, alignments: str, folder: Path) -> None:
+    """A done data stage: its manifests follow the audio, and the alignments are checked against them
+    (after the scan, before any feature, so a mismatch is said before hours of training)."""
+    _reroot(root, folder)
+    _check_alignments(alignments, folder)
+
+
 def _scan(audio_dir, valid_percent, test_percent, seed, jobs, folder: Path) -> None:
+    """Manifests of the user's audio (bad files listed in rejected.tsv and said)."""
     heldout = valid_percent + test_percent
-    write_scan(scan_audio(audio_dir, valid_percent=heldout, seed=seed, jobs=jobs), audio_dir, folder)
+    result = scan_audio(audio_dir, valid_percent=heldout, seed=seed, jobs=jobs)
+    write_scan(result, audio_dir, folder)
+    if result.rejected:
+        reasons = "; ".join(f"{rel}: {reason}" for rel, reason in result.rejected[:2])
+        print(f"[data] {len(result.rejected)} of {len(result.rejected) + len(result.train) + len(result.valid)} "
+              f"files left out ({reasons}{'; ...' if len(result.rejected) > 2 else ''}); all of them with "
+              f"their reasons: {folder / 'rejected.tsv'}")
     if test_percent:
         split_off_test(folder, test_percent / heldout, seed)
 

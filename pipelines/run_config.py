@@ -6,10 +6,12 @@ overrides on the command line use dotted names (`iteration1.num_units=50`).
 from __future__ import annotations
 
 import dataclasses
+import json
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from clustering.ownership import contains
 from pretrain.train_config import PRESETS
 from pretrain.typed_settings import SettingError, at_least, fraction, from_dict, one_of, positive
 
@@ -52,6 +54,7 @@ class IterationSettings:
     train: dict = field(default_factory=dict)
 
     def __post_init__(self):
+        self.teacher_hf = expand_path(self.teacher_hf)
         one_of(self, "features", FEATURES)
         one_of(self, "kmeans_backend", KMEANS_BACKENDS)
         one_of(self, "model", PRESETS)
@@ -71,6 +74,7 @@ class ExportSettings:
     labels: tuple[str, ...] = ()  # class names: a sequence-classification head with these labels
 
     def __post_init__(self):
+        self.transcripts = expand_path(self.transcripts)
         if self.labels and (len(self.labels) < 2 or len(set(self.labels)) != len(self.labels)):
             raise SettingError(f"labels: need two or more distinct class names, got {list(self.labels)}")
 
@@ -99,6 +103,8 @@ class PipelineConfig:
     kmeans_float16: bool = False  # hold the k-means sample as float16 (half the RAM)
 
     def __post_init__(self):
+        self.work_dir, self.audio_dir, self.alignments = map(expand_path, (self.work_dir, self.audio_dir,
+                                                                            self.alignments))
         fraction(self, "valid_percent", zero_ok=True)
         fraction(self, "test_percent", zero_ok=True)
         if self.valid_percent + self.test_percent >= 1:
@@ -108,6 +114,11 @@ class PipelineConfig:
         one_of(self, "device", DEVICES)
         at_least(self, "kmeans_sample_gib", 0)
         at_least(self, "scan_units", 2)
+
+
+def expand_path(value: str) -> str:
+    """A path setting as it is used: `~` expanded ("" stays ""), so checks and stages see one path."""
+    return str(Path(value).expanduser()) if value else value
 
 
 FEATURES = ("mfcc", "layer")
@@ -169,7 +180,7 @@ def check_config(config: PipelineConfig) -> None:
         mask_from_settings(it.mask, f"{name}.mask")
         apply_overrides(train_preset(it.model), it.train, f"{name}.train")
         if it.teacher_hf:
-            _existing_folder(f"{name}.teacher_hf", it.teacher_hf)
+            _check_teacher_hf(f"{name}.teacher_hf", it.teacher_hf)
     if config.iteration1.features == "layer" and not config.iteration1.teacher_hf:
         raise SettingError("iteration1.features: 'layer' needs iteration1.teacher_hf (a Hugging Face HuBERT "
                            "folder); iteration 1 has no earlier model, so use 'mfcc'")
@@ -205,14 +216,30 @@ def _check_auto_layer(config: PipelineConfig) -> None:
 
 
 def _teacher_depth(folder: str) -> int:
-    import json
-
     path = Path(folder) / "config.json"
     try:
         return int(json.loads(path.read_text())["num_hidden_layers"])
     except (OSError, ValueError, KeyError):
         raise SettingError(f"iteration2.teacher_hf: {path} is missing or has no num_hidden_layers; "
                            "give a folder saved by transformers' save_pretrained") from None
+
+
+def _check_teacher_hf(key: str, folder: str) -> None:
+    """A Hugging Face teacher must load before the first stage, not after hours of iteration 1:
+    config.json with an encoder we build, and its weights."""
+    from pretrain.hf import hf_architecture
+
+    path = _existing_folder(key, folder)
+    config = path / "config.json"
+    try:
+        hf_architecture(json.loads(config.read_text(encoding="utf-8")), str(config))
+    except (OSError, ValueError) as error:
+        reason = "missing" if isinstance(error, FileNotFoundError) else str(error).removeprefix(f"{config}: ")
+        raise SettingError(f"{key}: {config}: {reason}; give a folder saved by transformers' save_pretrained") \
+            from None
+    if not any((path / name).is_file() for name in ("model.safetensors", "pytorch_model.bin")):
+        raise SettingError(f"{key}: {path} has no model.safetensors or pytorch_model.bin (weights); give a "
+                           "folder saved by transformers' save_pretrained")
 
 
 def _existing_folder(key: str, value: str) -> Path:
@@ -223,7 +250,7 @@ def _existing_folder(key: str, value: str) -> Path:
 
 
 def _check_paths(config: PipelineConfig) -> None:
-    """Inputs must exist, and must not lie inside WORK_DIR: a rerun may rewrite our stage folders."""
+    """Inputs must exist; they and WORK_DIR may not contain each other: stages rewrite their folders."""
     work = Path(config.work_dir).expanduser().resolve()
     if work.exists() and not work.is_dir():
         raise SettingError(f"work_dir: {work} is a file; give a folder")
@@ -236,12 +263,18 @@ def _check_paths(config: PipelineConfig) -> None:
             raise SettingError(f"{key}: {path} does not exist")
         if value:
             inputs[key] = path
+    for name in ("iteration1", "iteration2"):
+        if getattr(config, name).teacher_hf:
+            inputs[f"{name}.teacher_hf"] = Path(getattr(config, name).teacher_hf)
     for key, path in inputs.items():
         path = path.resolve()
-        if path == work or work in path.parents:
+        if contains(work, path):
             raise SettingError(f"{key}: {path} lies inside work_dir {work}; stages rewrite their folders "
                                "there, so keep your audio and alignments outside it (move them, or choose "
                                "another work_dir)")
+        if path.is_dir() and contains(path, work):
+            raise SettingError(f"work_dir: {work} lies inside {key} {path}; stages write and remove folders "
+                               f"there, so keep the work folder outside your inputs (choose another work_dir)")
 
 
 def config_dict(config) -> dict:

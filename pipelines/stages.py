@@ -16,16 +16,20 @@ import json
 import os
 import shutil
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from clustering.ownership import MARKER, NotOurs, is_empty, listing, mark
+from pretrain.typed_settings import describe_changes
+
 from .spread import new_run_id, shared_run_id, torchrun_group, worker
-from .workdir import move_aside, work_lock
+from .workdir import ORDER, claim_work_folder, is_stage_folder, move_aside, work_lock
 
 DONE = "DONE.json"
 STARTED = "STARTED.json"
-ORDER = "stages.json"
+BOOKKEEPING = (MARKER, STARTED, DONE)  # a stage folder's own records, not its outputs
 
 
 @dataclass
@@ -37,9 +41,12 @@ class Stage:
     stages whose output it reads. A `resumable` stage (pretraining) is continued
     in place after a crash, and `budget` holds its settings that may be raised
     without starting over (`max_updates`); any other stage is wiped and redone.
-    `refresh(folder)`, when given, updates a done stage's output for changes that
-    do not count as a change (a corpus moved to a new folder) each time it is skipped.
+    `refresh(folder)`, when given, runs each time the stage is done (run now or skipped): it updates
+    the output for changes that do not count as a change (a corpus moved to a new folder) and checks
+    it against inputs that do not decide it (alignments against the manifests).
     A `shared` stage runs on every torchrun worker, each on its shard (see spread.py).
+    A `keep` stage (the exports) is moved aside like a resumable one when redone: users may
+    have built on it.
     """
 
     name: str
@@ -50,6 +57,7 @@ class Stage:
     budget: dict = field(default_factory=dict)
     refresh: Callable[[Path], None] | None = None
     shared: bool = False
+    keep: bool = False
 
 
 def _digest(payload: dict) -> str:
@@ -76,10 +84,12 @@ def _identity(stage: Stage, hashes: dict[str, str]) -> str:
 
 
 def _read(path: Path) -> dict | None:
+    """A stage record, or None when it is missing or unreadable (a stage killed while writing it)."""
     try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
         return None
+    return data if isinstance(data, dict) else None
 
 
 def _write(path: Path, record: dict) -> None:
@@ -104,14 +114,31 @@ def run_stages(stages: list[Stage], work_dir: str | Path, start: str | None = No
         if name is not None and name not in names:
             raise ValueError(f"unknown stage {name!r}; stages are: {', '.join(names)}")
     forced = names.index(start) if start else len(names)
+    if until is not None and names.index(until) < forced < len(names):
+        raise ValueError(f"--from {start} comes after --until {until}: nothing would run; "
+                         f"give --from a stage at or before {until}")
     with torchrun_group():
         if worker()[0] > 0:
             return _follow(stages, work_dir, forced, until, shared_run_id(None))
-        work_dir.mkdir(parents=True, exist_ok=True)
+        claim_work_folder(work_dir)
         with work_lock(work_dir):
+            check_stage_folders(stages, work_dir)
             run_id = shared_run_id(new_run_id())
             _write(work_dir / ORDER, {"stages": names})
             return _lead(stages, work_dir, forced, until, run_id, log)
+
+
+def check_stage_folders(stages: list[Stage], work_dir: Path) -> None:
+    """NotOurs, before any stage runs, for a folder in `work_dir` named like a stage that hubert did
+    not make (it would be rewritten or moved): the run touches nothing."""
+    for stage in stages:
+        folder = work_dir / stage.name
+        if folder.is_symlink() or (folder.exists() and not (folder.is_dir() and (
+                is_empty(folder) or is_stage_folder(folder)))):
+            what = "a link" if folder.is_symlink() else "a file" if not folder.is_dir() else \
+                f"a folder hubert did not make ({listing(folder)})"
+            raise NotOurs(f"{folder}: is {what}, where the {stage.name} stage keeps its output; nothing was "
+                          f"changed: move it out of {work_dir}, or choose another work_dir")
 
 
 def _lead(stages, work_dir: Path, forced: int, until, run_id: str, log) -> list[str]:
@@ -120,13 +147,13 @@ def _lead(stages, work_dir: Path, forced: int, until, run_id: str, log) -> list[
         folder = work_dir / stage.name
         action, reason = _decide(stage, folder, hashes, index >= forced, causes)
         if action == "skip":
-            if stage.refresh is not None:
-                stage.refresh(folder)
             log(f"[{stage.name}] done, skipped")
         else:
             causes[stage.name] = _cause(stage, reason, causes)
             _run_one(stage, folder, hashes, action, reason, run_id, log)
             ran.append(stage.name)
+        if stage.refresh is not None:
+            stage.refresh(folder)
         if stage.name == until:
             break
     return ran
@@ -147,11 +174,14 @@ def _decide(stage: Stage, folder: Path, hashes: dict[str, str], forced: bool,
     if forced:
         return "fresh", "rerun from here (--from)"
     if done is not None and done.get("hash") == hashes[stage.name]:
-        return "skip", ""
+        redone = redone_inputs(stage.after, done, folder.parent)
+        if not redone:
+            return "skip", ""
+        return "fresh", f"input {redone[0]} was redone since this stage ran"
     if stage.resumable and started is not None and started.get("identity") == _identity(stage, hashes):
         before = started.get("budget", {})
         if all(stage.budget[k] >= before.get(k, stage.budget[k]) for k in stage.budget):
-            raised = _changes(before, stage.budget)  # '' when the budget is the same
+            raised = describe_changes(before, stage.budget)  # '' when the budget is the same
             if done is not None:
                 return "extend", f"schedule changed ({raised}): continuing from the newest checkpoint"
             return "resume", "continuing a run that stopped" + (f"; schedule changed ({raised})" if raised else "")
@@ -165,7 +195,7 @@ def _why_changed(stage: Stage, record: dict | None, hashes: dict[str, str], caus
     if record is None or "inputs" not in record:
         return "its folder holds no run this version of the toolkit can continue"
     before = {"settings": record.get("settings", {}), "budget": record.get("budget", {})}
-    changed = _changes(before, {"settings": stage.settings, "budget": stage.budget})
+    changed = describe_changes(before, {"settings": stage.settings, "budget": stage.budget})
     parts = [f"settings changed: {changed}"] if changed else []
     for name in stage.after:
         if record["inputs"].get(name) != hashes[name]:
@@ -173,47 +203,57 @@ def _why_changed(stage: Stage, record: dict | None, hashes: dict[str, str], caus
     return "; ".join(parts) or "settings changed"
 
 
-def _flatten(settings: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in settings.items():
-        if isinstance(value, dict):
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = json.dumps(value, default=str)
-    return out
-
-
-def _changes(before: dict, now: dict, most: int = 4) -> str:
-    """'key old -> new, ...' for the (nested) keys whose values differ; '' when none do."""
-    before, now = _flatten(before), _flatten(now)
-    keys = [k for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k)]
-    shown = [f"{k.removeprefix('settings.').removeprefix('budget.')} {before.get(k, '(none)')} -> "
-             f"{now.get(k, '(none)')}" for k in keys[:most]]
-    return ", ".join(shown) + (f" and {len(keys) - most} more" if len(keys) > most else "")
-
-
-def _record(stage: Stage, hashes: dict[str, str], run_id: str) -> dict:
+def _record(stage: Stage, hashes: dict[str, str], run_id: str, work_dir: Path) -> dict:
+    instances = {a: (_read(work_dir / a / DONE) or {}).get("instance") for a in stage.after}
     return {"hash": hashes[stage.name], "identity": _identity(stage, hashes), "settings": stage.settings,
-            "budget": stage.budget, "inputs": {a: hashes[a] for a in stage.after}, "run": run_id}
+            "budget": stage.budget, "inputs": {a: hashes[a] for a in stage.after}, "run": run_id,
+            "input_instances": instances}
+
+
+def redone_inputs(after: tuple[str, ...] | list[str], done: dict, work_dir: Path) -> list[str]:
+    """The inputs of a done stage that finished again since it ran (their DONE `instance` differs from
+    the one it recorded): its output came from their previous run. Records without instances
+    (earlier versions) count as unchanged."""
+    recorded = done.get("input_instances") or {}
+    redone = []
+    for name in after:
+        now = (_read(work_dir / name / DONE) or {}).get("instance")
+        if recorded.get(name) and recorded.get(name) != now:
+            redone.append(name)
+    return redone
+
+
+def _clear(stage: Stage, folder: Path, reason: str, log: Callable[[str], None]) -> None:
+    """Make way for a fresh run of `stage`: a training or export folder, or one holding files that its
+    last run did not write (a user's), is moved to WORK_DIR/superseded/; any other is ours and removed."""
+    done = _read(folder / DONE) or {}
+    extra = sorted(set(os.listdir(folder)) - set(BOOKKEEPING) - set(done["outputs"])) if "outputs" in done else []
+    if stage.resumable or stage.keep or extra:
+        note = f" (it holds {', '.join(extra[:3])}, which its last run did not write)" if extra and not (
+            stage.resumable or stage.keep) else ""
+        log(f"[{stage.name}] {reason}: moved the previous run to {move_aside(folder)}{note}")
+    else:
+        shutil.rmtree(folder)
+        log(f"[{stage.name}] {reason}")
 
 
 def _run_one(stage: Stage, folder: Path, hashes: dict[str, str], action: str, reason: str,
              run_id: str, log: Callable[[str], None]) -> None:
-    if action == "fresh" and folder.exists():
-        if stage.resumable:  # trained weights are never deleted
-            log(f"[{stage.name}] {reason}: moved the previous run to {move_aside(folder)}")
-        else:
-            shutil.rmtree(folder)
-            log(f"[{stage.name}] {reason}")
+    if action == "fresh" and folder.exists() and not is_empty(folder):
+        _clear(stage, folder, reason, log)
     elif action != "fresh" or reason != "not run yet":
         log(f"[{stage.name}] {reason}")
     (folder / DONE).unlink(missing_ok=True)
     folder.mkdir(parents=True, exist_ok=True)
+    mark(folder, "stage")
     log(f"[{stage.name}] {'resuming' if action in ('resume', 'extend') else 'running'}")
     begin = time.time()
-    _write(folder / STARTED, _record(stage, hashes, run_id))
+    record = _record(stage, hashes, run_id, folder.parent)
+    _write(folder / STARTED, record)
     stage.run(folder)
-    _write(folder / DONE, {**_record(stage, hashes, run_id), "seconds": round(time.time() - begin, 1)})
+    outputs = sorted(set(os.listdir(folder)) - set(BOOKKEEPING))
+    _write(folder / DONE, {**record, "seconds": round(time.time() - begin, 1), "outputs": outputs,
+                           "instance": uuid.uuid4().hex[:12]})
     log(f"[{stage.name}] done in {time.time() - begin:.1f} s")
 
 
@@ -226,7 +266,8 @@ def _follow(stages: list[Stage], work_dir: Path, forced: int, until: str | None,
         folder, hash_ = work_dir / stage.name, hashes[stage.name]
         while True:
             done, started = _read(folder / DONE) or {}, _read(folder / STARTED) or {}
-            if done.get("hash") == hash_ and (index < forced or done.get("run") == run_id):
+            current = done.get("hash") == hash_ and not redone_inputs(stage.after, done, work_dir)
+            if current and (index < forced or done.get("run") == run_id):
                 break  # skipped or finished by worker 0
             if (stage.resumable or stage.shared) and started.get("run") == run_id and started.get("hash") == hash_:
                 stage.run(folder)  # joins worker 0: in DistributedDataParallel, or on its shard
@@ -236,22 +277,3 @@ def _follow(stages: list[Stage], work_dir: Path, forced: int, until: str | None,
         if stage.name == until:
             break
     return ran
-
-
-def describe(work_dir: str | Path) -> list[tuple[str, str, float | None]]:
-    """(stage, state, seconds) for each stage of the last run in `work_dir`, for `hubert status`."""
-    work_dir = Path(work_dir)
-    order = _read(work_dir / ORDER)
-    if order is None:
-        raise FileNotFoundError(f"{work_dir}: no pipeline has run here ({ORDER} missing)")
-    rows = []
-    for name in order["stages"]:
-        folder = work_dir / name
-        done, started = _read(folder / DONE), _read(folder / STARTED)
-        if done is not None:
-            rows.append((name, "done", done.get("seconds")))
-        elif started is not None:
-            rows.append((name, "started, not finished", None))
-        else:
-            rows.append((name, "pending", None))
-    return rows

@@ -1,9 +1,11 @@
-"""The work folder's housekeeping: one run at a time, superseded training kept aside, pruning.
+"""The work folder's housekeeping: whose folder it is, one run at a time, superseded work kept
+aside, pruning.
 
-`WORK_DIR/run.lock` is held (flock) by the running `hubert run` and names it;
-`WORK_DIR/superseded/<stage>-<UTC time>/` holds training folders a rerun had to
-start over from, untouched (same bytes, same modification times) until
-`hubert prune` removes them.
+A work folder is ours when it carries the toolkit's marker (clustering/ownership.py), or when
+an earlier version's run left its `stages.json` there; any other folder with files in it is
+refused. `WORK_DIR/run.lock` is held (flock) by the running `hubert run` and names it;
+`WORK_DIR/superseded/<stage>-<UTC time>/` holds stage folders a rerun had to start over from,
+untouched (same bytes, same modification times) until `hubert prune` removes them.
 """
 from __future__ import annotations
 
@@ -17,12 +19,40 @@ import sys
 import time
 from pathlib import Path
 
+from clustering.ownership import MARKER, NotOurs, claim, marker_kind, move_aside as rename_aside
+
 LOCK = "run.lock"
 SUPERSEDED = "superseded"
+ORDER = "stages.json"  # the stage order of the last run, for `hubert status`
+STAGE_RECORDS = ("STARTED.json", "DONE.json")
 
 
 class WorkDirBusy(ValueError):
     """Another process is running in this work folder; the message names it."""
+
+
+def claim_work_folder(work_dir: str | Path, what: str = "work_dir") -> Path:
+    """`work_dir` made or accepted as a work folder of ours (NotOurs for anyone else's folder)."""
+    return claim(work_dir, "work", what, earlier=lambda folder: (folder / ORDER).is_file())
+
+
+def is_work_folder(work_dir: Path) -> bool:
+    return marker_kind(work_dir) == "work" or (work_dir / ORDER).is_file()
+
+
+def is_stage_folder(folder: Path) -> bool:
+    """A stage folder of ours: marked, or holding a STARTED/DONE record of an earlier version."""
+    if folder.is_symlink() or not folder.is_dir():
+        return False
+    return marker_kind(folder) == "stage" or any(_record(folder / name) for name in STAGE_RECORDS)
+
+
+def _record(path: Path) -> bool:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and "hash" in data
 
 
 @contextlib.contextmanager
@@ -51,49 +81,67 @@ def work_lock(work_dir: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def lock_holder(work_dir: Path) -> str | None:
+    """Who holds `work_dir/run.lock` now ("process 123 on host (since ...)"), or None when no one does.
+    Reads only: a missing lock file is not created."""
+    try:
+        handle = open(Path(work_dir) / LOCK)
+    except OSError:
+        return None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _holder(handle.read())
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return None
+
+
 def _holder(text: str) -> str:
     try:
         info = json.loads(text)
         return f"process {info['pid']} on {info['host']} (since {info['since']}: {info['command']})"
-    except (ValueError, KeyError):
+    except (ValueError, KeyError, TypeError):
         return "another process"
 
 
 def move_aside(folder: Path) -> Path:
-    """Move `folder` to WORK_DIR/superseded/<name>-<UTC time>/ (a rename: bytes and times kept)."""
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    """Move our stage `folder` to WORK_DIR/superseded/<name>-<UTC time>/ (a rename: bytes and times kept)."""
     parent = folder.parent / SUPERSEDED
     parent.mkdir(exist_ok=True)
-    target = parent / f"{folder.name}-{stamp}"
-    number = 1
-    while target.exists():
-        number += 1
-        target = parent / f"{folder.name}-{stamp}-{number}"
-    os.rename(folder, target)
-    return target
+    return rename_aside(folder, parent)
 
 
 def folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
 
 
-def superseded(work_dir: str | Path) -> list[tuple[Path, int]]:
-    """(folder, bytes) of every superseded run in `work_dir`, oldest first."""
+def superseded(work_dir: str | Path) -> tuple[list[tuple[Path, int]], list[Path]]:
+    """([(folder, bytes)] of the superseded runs of `work_dir`, oldest first; [other entries of
+    superseded/, which hubert did not put there and leaves alone])."""
     parent = Path(work_dir) / SUPERSEDED
-    folders = sorted(p for p in parent.iterdir() if p.is_dir()) if parent.is_dir() else []
-    return [(p, folder_bytes(p)) for p in folders]
+    if not parent.is_dir() or parent.is_symlink():
+        return [], []
+    entries = sorted(parent.iterdir())
+    ours = [p for p in entries if is_stage_folder(p)]
+    others = [p for p in entries if p not in ours]
+    return [(p, folder_bytes(p)) for p in ours], others
 
 
-def prune(work_dir: str | Path) -> list[tuple[Path, int]]:
-    """Delete the superseded runs of `work_dir` (only those: we wrote them); returns what went."""
-    work_dir = Path(work_dir)
+def prune(work_dir: str | Path) -> tuple[list[tuple[Path, int]], list[Path]]:
+    """Delete the superseded runs of our work folder `work_dir` (only folders a rerun moved there);
+    returns (what went, what was left alone). NotOurs, touching nothing, for any other folder."""
+    work_dir = Path(work_dir).expanduser()
     if not work_dir.is_dir():
         raise FileNotFoundError(f"{work_dir}: no such work folder")
+    if not is_work_folder(work_dir):
+        raise NotOurs(f"{work_dir}: not the work folder of a `hubert run` (it has neither hubert's {MARKER} "
+                      f"nor {ORDER}); nothing was removed")
     with work_lock(work_dir):
-        gone = superseded(work_dir)
+        gone, others = superseded(work_dir)
         for folder, _ in gone:
             shutil.rmtree(folder)
-    return gone
+    return gone, others
 
 
 def human_bytes(count: float) -> str:

@@ -15,6 +15,8 @@ from typing import Any, Callable, NamedTuple
 import torch
 
 from clustering.audio import CONV_STRIDE, SAMPLE_RATE
+from clustering.ownership import NotOurs, is_empty, mark
+from clustering.path_checks import output_folder
 
 from .model_config import HEADS, ModelConfig
 from .model import HubertEncoder
@@ -170,6 +172,19 @@ def _write_json(path: Path, data: dict) -> None:
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
+def export_folder(out_dir: str | Path) -> Path:
+    """`out_dir` made (or found empty) and marked as an export: an export is never written over
+    other files, so it never mixes with an earlier one (`hubert export` moves its own earlier
+    export aside first)."""
+    out = Path(out_dir).expanduser()
+    if out.exists() and not (out.is_dir() and is_empty(out)):
+        raise NotOurs(f"{out}: not empty; an export goes into a new or empty folder, so no file of another "
+                      "model is left beside it: give another folder")
+    output_folder(out)
+    mark(out, "export")
+    return out
+
+
 def export_hf(encoder: HubertEncoder, out_dir: str | Path, head: str = "none",
               vocab_tokens: list[str] | None = None, labels: list[str] | None = None) -> Path:
     """Write config.json, model.safetensors, preprocessor_config.json (+ tokenizer for ctc, whose
@@ -180,8 +195,7 @@ def export_hf(encoder: HubertEncoder, out_dir: str | Path, head: str = "none",
         raise ValueError(f"unknown head {head!r}; choose one of {', '.join(HEADS)}")
     if head == "classification" and not labels:
         raise ValueError("--head classification needs --labels a,b,c")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = export_folder(out_dir)
     config = encoder.config
     vocab = ctc_vocab(vocab_tokens) if head == "ctc" else None
     _write_json(out / "config.json", hf_config(config, head, vocab, labels))

@@ -65,6 +65,13 @@ class ModelConfig:
         return tuple((kernel, stride) for _, kernel, stride in self.conv_layers)
 
 
+# The settings that make an encoder compute what it computes (weights aside): not the pretraining head
+# (final_dim, logit_temp), nor what acts in training only (dropouts, layerdrop, feature_grad_mult).
+ENCODER_SHAPE = ("conv_layers", "feat_extract_norm", "conv_bias", "hidden_size", "num_hidden_layers",
+                 "num_attention_heads", "intermediate_size", "do_stable_layer_norm", "num_conv_pos_embeddings",
+                 "num_conv_pos_embedding_groups", "layer_norm_eps", "normalize")
+
+
 @dataclass
 class MaskConfig:
     """Span masking: about mask_prob * T / mask_length spans of mask_length frames."""

@@ -32,13 +32,14 @@ from tqdm import tqdm
 from clustering.audio import SAMPLE_RATE
 from clustering.manifest import read_manifest
 
-from .checkpoint import load_latest, save_best, save_checkpoint
-from .model_config import MaskConfig, ModelConfig
+from .checkpoint import checkpoint_paths, load_latest, save_best, save_checkpoint
+from .model_config import ENCODER_SHAPE, MaskConfig, ModelConfig
 from .labelled_audio import Batch, BatchLoader, LabelledAudio, PlannedBatches, plan_batches
 from .distributed import Workers, setup_workers, teardown_workers
 from .loss import hubert_loss
 from .model import HubertPretrain, compile_regions, set_kernels
 from .model_io import model_state
+from .run_inputs import check_or_record, run_inputs
 from .train_config import TrainConfig
 
 STATS = ("masked_ce", "unmasked_ce", "num_masked", "num_unmasked", "masked_correct",
@@ -118,7 +119,8 @@ class MicroBatches:
         self._loader = torch.utils.data.DataLoader(
             self.planned, batch_size=None, sampler=_Cursor(self.planned, epoch, position),
             num_workers=processes, pin_memory=workers.device.type == "cuda",
-            persistent_workers=processes > 0, prefetch_factor=2 if processes else None)
+            persistent_workers=processes > 0, prefetch_factor=2 if processes else None,
+            worker_init_fn=_leave_sigterm_to_the_trainer)
         self._iterator = None
 
     def next(self) -> Batch:
@@ -133,6 +135,12 @@ class MicroBatches:
     def close(self) -> None:
         """Stop the loader's worker processes (a persistent loader holds its iterator too)."""
         self._iterator = self._loader = None
+
+
+def _leave_sigterm_to_the_trainer(worker_id: int) -> None:
+    """Loader processes ignore SIGTERM: Slurm and `kill -- -PGID` signal the whole process group, and
+    the trainer must finish its update, save a checkpoint and exit 143 with its loaders alive."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 class _Cursor:
@@ -175,6 +183,9 @@ def _train(manifest_dir, label_dirs, out_dir, settings: tuple[ModelConfig, MaskC
     if workers.is_main:
         log(f"train: {len(train_data)} utterances ({train_data.dropped} under {config.min_sample_size} "
             f"samples dropped); units per label set {train_data.num_units}")
+    if workers.is_main:
+        check_or_record(out_dir, run_inputs(manifest_dir, label_dirs, settings, config, init_from),
+                        resuming=bool(checkpoint_paths(ckpt_dir)))
     run = _Run.start(train_data.num_units, settings, config, init_from, workers, ckpt_dir, log)
     model, optimizer, scaler, update, best = run.model, run.optimizer, run.scaler, run.update, run.best
     stream = MicroBatches(train_data, config, workers, run.epoch, run.position, model.config.conv_spec)
@@ -261,6 +272,10 @@ class _Run:
 
     def _resume(self, state: dict, ckpt_dir: Path, config: TrainConfig, log) -> None:
         _check_same_model(state, self.model, ckpt_dir)
+        if state["update"] > config.max_updates:
+            raise ValueError(f"{ckpt_dir}: its newest checkpoint is at update {state['update']}, past "
+                             f"max_updates={config.max_updates}; give max_updates above {state['update']} to "
+                             "continue it, or train into another folder to start over")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         for group in self.optimizer.param_groups:  # a checkpoint from before fused AdamW says fused=None
@@ -339,7 +354,12 @@ def _full_state(model, optimizer, scaler, stream: MicroBatches, update: int, bes
 
 
 def _check_same_model(state: dict, model: HubertPretrain, ckpt_dir: Path) -> None:
-    """ValueError naming the first model or masking setting a checkpoint differs in from this run."""
+    """ValueError naming the first model or masking setting, or the units per label set, that a
+    checkpoint differs in from this run."""
+    if list(state.get("num_units", model.num_units)) != list(model.num_units):
+        raise ValueError(f"{ckpt_dir}: its checkpoints predict {state['num_units']} units per label set, this "
+                         f"run's labels have {model.num_units}; resume with the labels it was trained on, or "
+                         "train into another folder")
     for key, ours in (("model_config", model.config), ("mask_config", model.mask_config)):
         saved, wanted = state.get(key, {}), dataclasses.asdict(ours)
         differ = [name for name in wanted if name in saved and _plain(saved[name]) != _plain(wanted[name])]
@@ -376,11 +396,16 @@ def _valid_data(manifest_dir: Path, label_dirs: list[Path], config: TrainConfig,
 
 
 def _load_encoder_weights(model: HubertPretrain, source) -> None:
+    """The encoder weights of `source` (a checkpoint or a Hugging Face export, whose config has no head
+    or training-only settings), when its encoder is built as this run's."""
     from .model_io import load_encoder
 
     encoder = load_encoder(source)
-    if dataclasses.asdict(encoder.config) != dataclasses.asdict(model.config):
-        raise ValueError(f"{source}: its model settings differ from this run's; use the same preset")
+    for name in ENCODER_SHAPE:
+        theirs, ours = getattr(encoder.config, name), getattr(model.config, name)
+        if _plain(theirs) != _plain(ours):
+            raise ValueError(f"{source}: its encoder has {name} = {_plain(theirs)}, this run's model "
+                             f"{_plain(ours)}; choose the preset it was trained with, or set model.{name}")
     model.encoder.load_state_dict(encoder.state_dict())
 
 

@@ -6,6 +6,7 @@ A mistake is reported with its dotted key before anything runs:
 from __future__ import annotations
 
 import dataclasses
+import json
 import types
 import typing
 
@@ -121,3 +122,23 @@ def one_of(obj, name: str, choices) -> None:
     value = getattr(obj, name)
     if value not in choices:
         raise SettingError(f"{name}: unknown value {value!r}; choose one of {', '.join(map(str, choices))}")
+
+
+def _flatten(settings: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in settings.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = json.dumps(value, default=str)
+    return out
+
+
+def describe_changes(before: dict, now: dict, most: int = 4) -> str:
+    """'key old -> new, ...' for the (nested, dotted) keys whose values differ; '' when none do.
+    The top-level `settings.` and `budget.` prefixes of stage records are left out."""
+    before, now = _flatten(before), _flatten(now)
+    keys = [k for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k)]
+    shown = [f"{k.removeprefix('settings.').removeprefix('budget.')} {before.get(k, '(none)')} -> "
+             f"{now.get(k, '(none)')}" for k in keys[:most]]
+    return ", ".join(shown) + (f" and {len(keys) - most} more" if len(keys) > most else "")

@@ -3,12 +3,14 @@ trained work is moved aside (never deleted), one run per work folder, preemption
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from clustering.synthetic.corpus import make_corpus
 from pipelines.cli import main
@@ -150,7 +152,8 @@ def test_two_torchrun_workers_both_rerun_training_from_it1_train(user_run, tmp_p
          "--from", "it1-train"],
         capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-3000:]  # worker 0 waits in DDP for a worker that skips
-    assert sorted(p.name[:9] for p in (work / "superseded").iterdir()) == ["it1-train", "it2-train"]
+    aside = sorted(re.sub(r"-\d{8}T\d{6}Z.*", "", p.name) for p in (work / "superseded").iterdir())
+    assert aside == ["export", "it1-train", "it2-train"]  # trained and exported work is kept
     for stage in ("it1-train", "it2-labels", "it2-train", "quality"):
         assert (work / stage / "DONE.json").stat().st_mtime > began
 
@@ -171,3 +174,33 @@ def test_torchrun_workers_share_feature_and_label_stages_with_identical_labels(u
     for split in ("train", "valid"):
         assert (two / "it1-labels" / f"{split}.km").read_bytes() == (one / "it1-labels" / f"{split}.km").read_bytes()
     assert not list((two / "it1-labels").glob("*_*_2.km"))  # shards merged, then removed
+
+
+def test_sigterm_to_the_whole_process_group_saves_a_checkpoint_and_the_rerun_equals_an_uninterrupted_run(
+        user_run, tmp_path):
+    """What Slurm does on preemption: every process of the group, loader workers included, gets SIGTERM."""
+    longer = [t.replace("max_updates=20", "max_updates=60") for t in TINY if t.startswith("iteration1.train")]
+    args = [sys.executable, "-m", "pipelines.cli", "run", DEMO, f"audio_dir={user_run / 'corpus' / 'wav'}", *TINY,
+            *longer, "iteration1.train.num_workers=2", "--until", "it1-train"]
+    whole, _ = copy_run(user_run, tmp_path / "whole")
+    assert subprocess.run([*args, f"work_dir={whole}"], capture_output=True, timeout=600).returncode == 0
+    work, _ = copy_run(user_run, tmp_path / "stopped")
+    with open(tmp_path / "stderr", "w") as log:  # a file, not a pipe: a full pipe would stall the run
+        started = subprocess.Popen([*args, f"work_dir={work}"], stdout=subprocess.DEVNULL, stderr=log,
+                                   start_new_session=True)
+        checkpoint = work / "it1-train" / "checkpoints" / "update_0000030.pt"
+        deadline = time.time() + 300
+        while not checkpoint.exists() and started.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        os.killpg(started.pid, signal.SIGTERM)
+        started.wait(timeout=300)
+    err = (tmp_path / "stderr").read_text()
+    assert started.returncode == 143, err[-3000:]
+    found = re.search(r"stopped by SIGTERM after update (\d+); checkpoint saved in (\S+);", err)
+    update = int(found.group(1))
+    assert 30 <= update < 60 and Path(found.group(2), f"update_{update:07d}.pt").exists()
+    resumed = subprocess.run([*args, f"work_dir={work}"], capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0 and f"resuming from update {update}" in resumed.stdout, resumed.stderr[-3000:]
+    a = torch.load(work / "it1-train" / "checkpoints" / "update_0000060.pt", weights_only=True)["model"]
+    b = torch.load(whole / "it1-train" / "checkpoints" / "update_0000060.pt", weights_only=True)["model"]
+    assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-5

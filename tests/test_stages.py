@@ -1,7 +1,12 @@
 """The stage engine: done stages are skipped, changed settings redo a stage and all after it."""
+import os
+
 import pytest
 
-from pipelines.stages import Stage, describe, run_stages
+from clustering.ownership import NotOurs
+
+from pipelines.run_status import describe
+from pipelines.stages import Stage, run_stages
 
 
 def make_stages(calls, units=100, crash_in=None):
@@ -38,7 +43,8 @@ def test_killed_stage_is_redone_from_scratch_and_run_completes(tmp_path):
     calls = []
     with pytest.raises(KeyboardInterrupt):
         run_stages(make_stages(calls, crash_in="labels"), tmp_path, log=lambda m: None)
-    assert [row[1] for row in describe(tmp_path)] == ["done", "done", "started, not finished", "pending"]
+    stopped = "stopped before finishing (crash or kill); rerun to continue"
+    assert [row[1] for row in describe(tmp_path)] == ["done", "done", stopped, "pending"]
     assert run_stages(make_stages(calls), tmp_path, log=lambda m: None) == ["labels", "train"]
     assert (tmp_path / "labels" / "out").read_text() == "labels"
 
@@ -58,3 +64,85 @@ def test_until_and_from(tmp_path):
     assert run_stages(make_stages(calls), tmp_path, start="kmeans", log=lambda m: None) == ["kmeans", "labels", "train"]
     with pytest.raises(ValueError, match="unknown stage 'kmean'"):
         run_stages(make_stages(calls), tmp_path, until="kmean")
+
+
+def test_status_tells_a_running_stage_from_a_stopped_one(tmp_path):
+    seen = []
+
+    def look(folder):
+        seen.append(dict((name, state) for name, state, _ in describe(tmp_path)))
+
+    stages = make_stages([])
+    stages[1] = Stage("kmeans", look, {"units": 100}, after=("features",))
+    run_stages(stages, tmp_path, log=lambda m: None)
+    assert seen[0]["kmeans"].startswith(f"running in process {os.getpid()} on ")
+    assert seen[0]["features"] == "done" and seen[0]["labels"] == "pending"
+
+
+def test_a_stage_redone_alone_puts_everything_after_it_out_of_date_and_the_next_run_redoes_them(tmp_path):
+    calls = []
+    run_stages(make_stages(calls), tmp_path, log=lambda m: None)
+    run_stages(make_stages(calls), tmp_path, start="kmeans", until="kmeans", log=lambda m: None)
+    states = dict((name, state) for name, state, _ in describe(tmp_path))
+    assert states == {"features": "done", "kmeans": "done",
+                      "labels": "done, out of date: kmeans was redone since",
+                      "train": "done, out of date: labels is out of date"}
+    log = []
+    assert run_stages(make_stages(calls), tmp_path, log=log.append) == ["labels", "train"]
+    assert "[labels] input kmeans was redone since this stage ran" in log
+    assert [row[1] for row in describe(tmp_path)] == ["done"] * 4
+    (aside,) = (tmp_path / "superseded").iterdir()  # the trained stage was moved aside, not deleted
+    assert (aside / "out").read_text() == "train"
+
+
+def test_from_after_until_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="--from labels comes after --until kmeans: nothing would run"):
+        run_stages(make_stages([]), tmp_path, start="labels", until="kmeans")
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_work_folder_of_someone_else_is_refused_before_any_stage(tmp_path):
+    calls = []
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "labels" / "notes.txt").write_text("mine")
+    with pytest.raises(NotOurs, match=r"work_dir: .* holds files hubert did not write \(labels/\); nothing was "
+                                      r"changed"):
+        run_stages(make_stages(calls), tmp_path, log=lambda m: None)
+    assert calls == [] and sorted(p.name for p in tmp_path.rglob("*")) == ["labels", "notes.txt"]
+
+
+def test_a_folder_named_like_a_stage_that_hubert_did_not_make_is_refused_before_any_stage(tmp_path):
+    calls = []
+    run_stages(make_stages(calls), tmp_path, until="kmeans", log=lambda m: None)
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "labels" / "notes.txt").write_text("mine")
+    with pytest.raises(NotOurs, match=r"labels: is a folder hubert did not make \(notes.txt\), where the labels "
+                                      r"stage keeps its output; nothing was changed"):
+        run_stages(make_stages(calls), tmp_path, start="features", log=lambda m: None)
+    assert calls == ["features", "kmeans"] and (tmp_path / "labels" / "notes.txt").read_text() == "mine"
+
+
+def test_a_file_a_user_put_into_a_finished_stage_folder_is_moved_aside_with_it_not_deleted(tmp_path):
+    calls = []
+    run_stages(make_stages(calls), tmp_path, log=lambda m: None)
+    (tmp_path / "kmeans" / "draft.md").write_text("my notes")
+    log = []
+    run_stages(make_stages(calls, units=500), tmp_path, log=log.append)
+    (aside,) = [p for p in (tmp_path / "superseded").iterdir() if p.name.startswith("kmeans")]
+    assert (aside / "draft.md").read_text() == "my notes"
+    assert any("(it holds draft.md, which its last run did not write)" in line for line in log)
+
+
+def test_an_export_stage_redone_is_moved_aside_whole(tmp_path):
+    calls = []
+
+    def stages(units):
+        return make_stages(calls, units=units)[:2] + [
+            Stage("export", lambda folder: (folder / "model.bin").write_text(f"units {units}"), {},
+                  after=("kmeans",), keep=True)]
+
+    run_stages(stages(100), tmp_path, log=lambda m: None)
+    run_stages(stages(500), tmp_path, log=lambda m: None)
+    (aside,) = [p for p in (tmp_path / "superseded").iterdir() if p.name.startswith("export-")]
+    assert (aside / "model.bin").read_text() == "units 100"
+    assert (tmp_path / "export" / "model.bin").read_text() == "units 500"

@@ -162,15 +162,21 @@ def frame_labels(segments: list[tuple[int, str]], rate: int, num_samples: int) -
     return [segments[max(0, i)][1] for i in which]
 
 
+def check_corpus_settings(hours: float, languages: tuple[str, ...], valid_percent: float) -> None:
+    """ValueError naming the setting for hours, languages or valid_percent that cannot make a corpus."""
+    if not hours > 0:
+        raise ValueError(f"--hours must be positive, got {hours:g}; e.g. --hours 0.5 for half an hour of speech")
+    check_valid_percent(valid_percent)
+    spec_stream(tuple(languages), 0)
+
+
 def make_corpus(out_dir: str | Path, hours: float = 0.5, languages: tuple[str, ...] = ("en", "de", "fr"),
                 seed: int = 0, valid_percent: float = 0.05, jobs: int = 2) -> dict:
     """Synthesise the corpus into `out_dir`; returns the summary (also in summary.json).
 
     With `valid_percent` > 0 and two utterances or more, valid gets at least one.
     """
-    if not hours > 0:
-        raise ValueError(f"--hours must be positive, got {hours:g}; e.g. --hours 0.5 for half an hour of speech")
-    check_valid_percent(valid_percent)
+    check_corpus_settings(hours, languages, valid_percent)
     stream = spec_stream(tuple(languages), seed)
     out = output_folder(out_dir)  # only once every setting is known to be good
     specs, rendered, seconds = [], [], 0.0

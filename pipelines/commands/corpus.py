@@ -1,7 +1,8 @@
 """`hubert corpus`: the built-in synthetic speech corpus with phone alignments."""
 from __future__ import annotations
 
-from clustering.synthetic.corpus import LANGUAGES, make_corpus
+from clustering.ownership import claim
+from clustering.synthetic.corpus import LANGUAGES, check_corpus_settings, make_corpus
 
 from . import add_command, csv_list
 
@@ -23,6 +24,8 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
+    check_corpus_settings(args.hours, args.languages, args.valid_percent)  # before OUT_DIR is made
+    claim(args.out_dir, "corpus", "OUT_DIR")
     summary = make_corpus(args.out_dir, args.hours, args.languages, args.seed, args.valid_percent, args.jobs)
     for language, entry in summary.items():
         print(f"{language}: {entry['utterances']} utterances, {entry['hours']:.3f} h, {len(entry['phones'])} phones")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from clustering.ownership import NotOurs, is_empty, marker_kind, move_aside, refusal
 from pretrain.model_config import HEADS
 
 from . import add_command, csv_list
@@ -38,7 +39,19 @@ def run(args) -> int:
         tokens = transcript_characters(args.transcripts)
     elif args.vocab:
         tokens = [line.strip() for line in Path(args.vocab).read_text().splitlines() if line.strip()]
-    out = export_hf(load_encoder(args.checkpoint), args.out_dir, args.head, tokens,
-                    list(args.labels) if args.labels else None)
+    encoder = load_encoder(args.checkpoint)  # a bad checkpoint fails before OUT_DIR is touched
+    make_way(Path(args.out_dir).expanduser())
+    out = export_hf(encoder, args.out_dir, args.head, tokens, list(args.labels) if args.labels else None)
     print(f"wrote {out}: load it with transformers.{HEADS[args.head]}.from_pretrained({str(out)!r})")
     return 0
+
+
+def make_way(out: Path) -> None:
+    """An earlier export of ours in `out` is moved aside whole (said), so the new one never mixes with
+    its files; a folder with anything else in it is refused."""
+    if not out.is_dir() or is_empty(out):
+        return
+    found = marker_kind(out)
+    if found != "export":
+        raise NotOurs(refusal(out, "export", "OUT_DIR", found))
+    print(f"moved the earlier export in {out} to {move_aside(out)}")

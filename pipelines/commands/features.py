@@ -5,7 +5,7 @@ from pathlib import Path
 
 from clustering.features import dump_features, mfcc_features
 from clustering.manifest import read_manifest
-from clustering.path_checks import output_folder
+from clustering.ownership import claim
 
 from . import add_command
 
@@ -64,7 +64,7 @@ def model_features(args, jobs: int | None = None):
 def run(args) -> int:
     split = Path(args.manifest).stem
     manifest = read_manifest(args.manifest)
-    output_folder(args.out_dir)  # checked before a model is loaded
+    claim(args.out_dir, "features", "OUT_DIR")  # checked before a model is loaded
     feature_fn = model_features(args, args.jobs) or mfcc_features
     npy, _ = dump_features(manifest, feature_fn, args.out_dir, split, args.rank, args.nshard, args.jobs or 1)
     print(f"wrote {npy}")

@@ -6,7 +6,8 @@ from clustering.audio import FRAME_RATE, MFCC_RATE
 from clustering.kmeans import KMeansTeacher
 from clustering.labels import write_labels
 from clustering.manifest import read_manifest
-from clustering.path_checks import input_folder, output_folder
+from clustering.ownership import claim
+from clustering.path_checks import input_folder
 from clustering.feature_shards import FeatureShards
 
 from . import add_command, csv_list
@@ -56,7 +57,7 @@ def run(args) -> int:
         input_folder(feature_dir, "feature folder")
     label_rate = _label_rate(args.label_rate, from_audio)
     teacher = KMeansTeacher.load(teacher_path, trust_pickle=args.trust_pickle)
-    out = output_folder(out_dir)
+    out = claim(out_dir, "labels", "OUT_DIR")
     manifests = {s: read_manifest(manifest_dir / f"{s}.tsv") for s in args.splits}
     feature_fn = model_features(args, args.jobs) if from_audio and not args.merge else None
     for split, manifest in manifests.items():

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from clustering.audio import AUDIO_EXTENSIONS
-from clustering.path_checks import output_folder
+from clustering.ownership import claim
 from clustering.audio_folder import scan_audio, write_scan
 
 from . import add_command, csv_list
@@ -26,7 +26,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    output_folder(args.out_dir)  # a wrong output path fails now, not after the scan
+    claim(args.out_dir, "manifest", "OUT_DIR")  # a wrong output path fails now, not after the scan
     result = scan_audio(args.audio_dir, args.ext, args.valid_percent, args.seed, args.jobs, args.strict)
     write_scan(result, args.audio_dir, args.out_dir)
     print(f"{args.out_dir}: {result.summary()}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from clustering.manifest import read_manifest
-from clustering.path_checks import output_folder
+from clustering.ownership import claim
 from clustering.quality_report import analyse_labels, label_source, write_report
 
 from . import add_command
@@ -30,7 +30,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    out_dir = output_folder(args.out)
+    out_dir = claim(args.out, "quality", "--out")
     manifest = read_manifest(args.manifest)
     split = Path(args.manifest).stem
     label_file, info = label_source(args.labels, split, manifest)

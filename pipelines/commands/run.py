@@ -15,15 +15,20 @@ def add_parser(subparsers) -> None:
     p.add_argument("config", help="a shipped config's name (`hubert configs` lists them) or a TOML file; "
                    "an existing file wins over a name")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. iteration2.layer=9")
-    p.add_argument("--until", help="stop after this stage")
-    p.add_argument("--from", dest="start", help="rerun from this stage on, even if done")
+    add_stage_range(p)
     p.set_defaults(func=run)
     d = add_command(subparsers, "demo",
                     "The end-to-end demo on the CPU: 0.5 h of built-in speech, a tiny model, both iterations, "
                     "exports and a summary (the shipped config `demo`).",
                     "hubert demo work_dir=work/demo")
     d.add_argument("overrides", nargs="*", metavar="key=value")
+    add_stage_range(d)
     d.set_defaults(func=demo)
+
+
+def add_stage_range(p) -> None:
+    p.add_argument("--until", help="stop after this stage")
+    p.add_argument("--from", dest="start", help="rerun from this stage on, even if done")
 
 
 def run(args) -> int:
@@ -35,7 +40,7 @@ def run(args) -> int:
 def demo(args) -> int:
     from pipelines.run_config import demo_config
 
-    return run_pipeline(demo_config(args.overrides))
+    return run_pipeline(demo_config(args.overrides), args.start, args.until)
 
 
 def run_pipeline(config, start=None, until=None) -> int:

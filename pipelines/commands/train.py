@@ -1,7 +1,13 @@
 """`hubert train`: masked-prediction pretraining, resumable, single process or under torchrun."""
 from __future__ import annotations
 
+import contextlib
+from pathlib import Path
+
+from clustering.ownership import NotOurs, claim
 from pipelines.run_config import parse_value
+from pipelines.spread import worker
+from pipelines.workdir import is_stage_folder, work_lock
 from pretrain.model_config import mask_from_settings, model_from_settings
 from pretrain.train_config import apply_overrides, train_preset
 
@@ -39,7 +45,25 @@ def run(args) -> int:
         sections[section if dot and section in sections else "train"][name if dot else key] = parse_value(value)
     config = apply_overrides(train_preset(args.model), sections["train"])
     model = model_from_settings(args.model, sections["model"], "model")
-    result = train(args.manifest_dir, args.labels, args.out, model, config, init_from=args.init_from,
-                   mask_config=mask_from_settings(sections["mask"], "mask"))
+    with run_folder(args.out) as out:
+        result = train(args.manifest_dir, args.labels, out, model, config, init_from=args.init_from,
+                       mask_config=mask_from_settings(sections["mask"], "mask"))
     print(f"finished at update {result.update}; checkpoints in {result.checkpoint_dir}")
     return 0
+
+
+@contextlib.contextmanager
+def run_folder(out: str):
+    """--out as a training folder of ours, held by this run (its run.lock) for the block: new, empty, or
+    one `hubert train` made (an earlier version's has checkpoints/); never a stage folder of a
+    `hubert run`, which that run continues. Under torchrun, worker 0 claims and holds it."""
+    path = Path(out).expanduser()
+    if worker()[0] > 0:
+        yield path
+        return
+    if is_stage_folder(path):
+        raise NotOurs(f"--out: {path} is the {path.name} stage of the `hubert run` in {path.parent}; continue "
+                      "it with that `hubert run` command, or give another --out")
+    claim(path, "train", "--out", earlier=lambda folder: (folder / "checkpoints").is_dir())
+    with work_lock(path):
+        yield path
