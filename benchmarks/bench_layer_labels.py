@@ -83,7 +83,7 @@ def base_encoder(model: str | None = None):
     """BASE with random weights, or the encoder of `model` (a checkpoint or a Hugging Face folder)."""
     import torch
 
-    from pretrain.model_config import model_preset
+    from pretrain.presets import model_preset
     from pretrain.model import HubertEncoder
     from pretrain.model_io import load_encoder
 

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-FLOP_PER_AUDIO_SECOND = 45e9  # BASE forward + backward, SPEC.md (bench_train.py derives it per preset)
+FLOP_PER_AUDIO_SECOND = 45e9  # BASE forward + backward (bench_train.py derives it per preset)
 PEAK_FLOPS = 989e12  # H100/H200 dense bf16, datasheet
 
 
@@ -51,7 +51,7 @@ def measure(which: str, batch: int, seconds: float, steps: int, device: str, dty
     wav = torch.randn(batch, samples, device=device)
     cast = {"bf16": torch.bfloat16}.get(dtype)
     if which == "ours":
-        from pretrain.model_config import model_preset
+        from pretrain.presets import model_preset
         from pretrain.loss import hubert_loss
         from pretrain.model import HubertPretrain, set_kernels
 
@@ -91,7 +91,7 @@ def measure_parts(batch: int, seconds: float, steps: int, device: str, dtype: st
     import torch
 
     sys.path.insert(0, str(ROOT))
-    from pretrain.model_config import model_preset
+    from pretrain.presets import model_preset
     from pretrain.model import HubertEncoder
 
     encoder = HubertEncoder(model_preset("base")).to(device).train()

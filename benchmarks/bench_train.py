@@ -39,9 +39,9 @@ VARIANTS = {
     "old": {},
     "new": {},
     "new, reference kernels": {"kernels": "reference"},
-    "new, compile": {"compile": "on"},
+    "new, compile": {"compile": True},
     "new, crop grid 1 s": {"crop_multiple": 16000},
-    "new, compile, crop grid 1 s": {"compile": "on", "crop_multiple": 16000},
+    "new, compile, crop grid 1 s": {"compile": True, "crop_multiple": 16000},
     "new, 2x micro-batch": {"double_batch": True},
 }
 PLANS = {  # mode -> (presets, variants, updates per log window, common settings)
@@ -155,11 +155,12 @@ def child(spec: dict) -> None:
     import torch
 
     from pretrain import trainer
-    from pretrain.train_config import apply_overrides, train_preset
+    from pretrain.train_config import apply_overrides
     try:
-        from pretrain.model_config import model_preset
-    except ImportError:  # the old tree, from before pretrain/config.py was renamed
+        from pretrain.presets import model_preset, train_preset
+    except ImportError:  # the old tree, from before the presets were one table
         from pretrain.config import model_preset
+        from pretrain.train_config import train_preset
 
     settings = dict(spec["settings"])
     base = train_preset(spec["preset"])
@@ -218,8 +219,7 @@ def describe_presets(preset: str, sizes: list[int]) -> float:
     """Print the preset's FLOP per audio-second (returned) and the audio crop grids discard
     against fairseq's exact crop, over one epoch's batches of utterances `sizes` long."""
     sys.path.insert(0, str(ROOT))
-    from pretrain.model_config import model_preset
-    from pretrain.train_config import train_preset
+    from pretrain.presets import model_preset, train_preset
 
     config = train_preset(preset)
     exact, frames = fed_audio(sizes, config, 0)

@@ -65,13 +65,6 @@ class AudioError(ValueError):
     """A file that cannot be used as training audio; the message names it and why."""
 
 
-def label_ratio(label_rate: float) -> float:
-    """Labels per model frame: 2.0 for 100 Hz MFCC labels, 1.0 for 50 Hz layer labels."""
-    if label_rate <= 0:
-        raise ValueError(f"label rate must be positive, got {label_rate}")
-    return label_rate / FRAME_RATE
-
-
 def num_model_frames(num_samples: int, spec: ConvSpec = BASE_CONV) -> int:
     """Frames the conv stack `spec` (BASE by default; no padding) makes from `num_samples`, layer by layer."""
     for kernel, stride in spec:
@@ -93,13 +86,9 @@ def expected_label_count(num_samples: int, label_rate: float) -> float:
     return num_samples * label_rate / SAMPLE_RATE
 
 
-def label_index(frame: int, label_rate: float) -> int:
-    """Label that model frame `frame` predicts: floor(t * label_rate * stride / sr)."""
-    return int(frame * label_rate * CONV_STRIDE // SAMPLE_RATE)
-
-
 def label_indices(num_frames: int, label_rate: float) -> np.ndarray:
-    """`label_index` for frames 0..num_frames-1 at once, (num_frames,) int64."""
+    """The label each model frame 0..num_frames-1 predicts, floor(t * label_rate * stride / sample rate):
+    every other label at 100 Hz, each label at 50 Hz; (num_frames,) int64."""
     return (np.arange(num_frames) * (label_rate * CONV_STRIDE) // SAMPLE_RATE).astype(np.int64)
 
 

@@ -15,6 +15,9 @@ from .manifest import check_valid_percent, ensure_valid, write_manifest
 from .path_checks import input_folder, output_folder
 
 
+REJECTED = "rejected.tsv"  # files left out of the manifests, with the reason for each
+
+
 @dataclass
 class ScanResult:
     train: list[tuple[str, int]]
@@ -175,7 +178,7 @@ def write_scan(result: ScanResult, audio_dir: str | Path, out_dir: str | Path) -
     write_manifest(out_dir / "train.tsv", audio_dir, result.train)
     write_manifest(out_dir / "valid.tsv", audio_dir, result.valid)
     lines = "".join(f"{rel}\t{reason}\n" for rel, reason in result.rejected)
-    (out_dir / "rejected.tsv").write_text("path\treason\n" + lines, encoding="utf-8")
+    (out_dir / REJECTED).write_text("path\treason\n" + lines, encoding="utf-8")
 
 
 class _Serial:

@@ -10,6 +10,7 @@ import random
 from pathlib import Path
 
 from .manifest import read_manifest, write_manifest
+from .synthetic.corpus import alignment_file
 
 
 def split_off_test(folder: str | Path, share: float, seed: int) -> int:
@@ -24,10 +25,10 @@ def split_off_test(folder: str | Path, share: float, seed: int) -> int:
     entries = list(zip(valid.paths, valid.sizes))
     write_manifest(folder / "test.tsv", valid.root, [e for i, e in enumerate(entries) if i in chosen])
     write_manifest(folder / "valid.tsv", valid.root, [e for i, e in enumerate(entries) if i not in chosen])
-    phones = folder / "valid.phn.tsv"
+    phones = alignment_file(folder, "valid")
     if phones.exists():
         test_ids = {valid.utterance_id(i) for i in chosen}
         lines = phones.read_text().splitlines(keepends=True)
-        (folder / "test.phn.tsv").write_text("".join(l for l in lines if l.split("\t", 1)[0] in test_ids))
+        alignment_file(folder, "test").write_text("".join(l for l in lines if l.split("\t", 1)[0] in test_ids))
         phones.write_text("".join(l for l in lines if l.split("\t", 1)[0] not in test_ids))
     return moved

@@ -14,6 +14,9 @@ from .audio import SAMPLE_RATE, total_stride
 from .path_checks import input_file
 
 
+LABEL_INFO = "labels.json"
+
+
 class LabelError(ValueError):
     """Label files that do not fit their manifest or dictionary; names the file and utterance."""
 
@@ -32,12 +35,12 @@ class LabelInfo:
     # labels were computed with: [[400, 160]] for MFCC, the teacher's CNN for layer labels ([] = not recorded)
 
     def save(self, directory: str | Path) -> None:
-        _atomic_write(Path(directory) / "labels.json", json.dumps(asdict(self), indent=2) + "\n")
+        _atomic_write(Path(directory) / LABEL_INFO, json.dumps(asdict(self), indent=2) + "\n")
 
     @classmethod
     def load(cls, directory: str | Path) -> "LabelInfo":
         """Read `directory`/labels.json; LabelError naming the file and the key for anything malformed."""
-        path = Path(directory) / "labels.json"
+        path = Path(directory) / LABEL_INFO
         if not path.is_file():
             raise LabelError(f"{path}: missing; label directories are made by `hubert labels`")
         try:

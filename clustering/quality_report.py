@@ -13,6 +13,9 @@ from .path_checks import input_file, output_folder
 from .quality import joint_counts, pair_frames, purity_pnmi, teacher_agreement, unit_usage
 
 
+QUALITY_JSON, REPORT = "quality.json", "report.md"  # what write_report writes, besides its plots
+
+
 def analyse_labels(label_file: str | Path, label_rate: float, num_units: int, manifest: Manifest,
                    alignments: str | Path | None = None, alignment_format: str | None = None,
                    compare: tuple[str | Path, float] | None = None) -> dict:
@@ -74,7 +77,7 @@ def write_report(result: dict, out_dir: str | Path, layer_scores: dict[int, floa
     counts = result.pop("_counts", None)
     if layer_scores:
         result["layer_pnmi"] = {str(k): v for k, v in layer_scores.items()}
-    (out / "quality.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / QUALITY_JSON).write_text(json.dumps(result, indent=2) + "\n")
     plots = _plots(out, result, counts, layer_scores)
     lines = [f"# Unit quality: {result['labels']}", "", f"- utterances: {result['utterances']}",
              f"- label rate: {result['label_rate']:g} Hz"]
@@ -94,7 +97,7 @@ def write_report(result: dict, out_dir: str | Path, layer_scores: dict[int, floa
         lines += ["", "| layer | PNMI |", "| --- | --- |"] + [f"| {k} | {v:.3f} |" for k, v in layer_scores.items()]
     lines += _by_update_table(result.get("layer_pnmi_by_update"))
     lines += [""] + [f"![{p.stem}]({p.name})" for p in plots]
-    (out / "report.md").write_text("\n".join(lines) + "\n")
+    (out / REPORT).write_text("\n".join(lines) + "\n")
     return out
 
 

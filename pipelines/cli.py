@@ -17,7 +17,8 @@ from pipelines.commands import export, quality, run, train
 from pipelines.commands import prune
 # add one import per subcommand here, and its module to COMMANDS below
 
-COMMANDS = (corpus, manifest, features, kmeans, labels, quality, train, export, run, configs, status, prune)
+# In the order of the pipeline: its stages one by one, then the whole recipe, then its housekeeping.
+COMMANDS = (corpus, manifest, features, kmeans, labels, train, export, quality, run, configs, status, prune)
 
 EXAMPLES = """\
 examples:

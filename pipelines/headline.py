@@ -11,6 +11,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from clustering.quality_report import REPORT
+
+HEADLINE = "headline.json"
+CURVE_PLOT = "pnmi_over_training.png"
+
 
 def headline(split: str, results: dict[int, dict], scans: dict[int, dict | None], teacher: str = "MFCC") -> dict:
     """{"rows": [iteration-1 teacher, iteration-1 model, iteration-2 model], "rising": bool, "curves": ...}."""
@@ -76,12 +81,12 @@ def write_headline(folder: Path, split: str, utterances: int, results: dict[int,
     """quality/report.md (headline, curves, plot) and quality/headline.json; `teacher` names
     iteration 1's teacher features."""
     result = headline(split, results, scans, teacher)
-    (folder / "headline.json").write_text(json.dumps(result, indent=2) + "\n")
+    (folder / HEADLINE).write_text(json.dumps(result, indent=2) + "\n")
     lines = headline_lines(result, utterances)
     if result["curves"]:
         lines += curve_lines(result) + ["", f"![PNMI over training]({_plot(folder, result).name})"]
     lines += ["", "Each teacher in detail: [it1/report.md](it1/report.md), [it2/report.md](it2/report.md)."]
-    (folder / "report.md").write_text("\n".join(lines) + "\n")
+    (folder / REPORT).write_text("\n".join(lines) + "\n")
     return result
 
 
@@ -102,7 +107,7 @@ def _plot(folder: Path, result: dict) -> Path:
            title="best layer's PNMI over training")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    path = folder / "pnmi_over_training.png"
+    path = folder / CURVE_PLOT
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path

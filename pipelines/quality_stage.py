@@ -6,43 +6,51 @@ chosen on valid and reported on test), else valid.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from clustering.labels import LabelInfo
 from clustering.manifest import read_manifest
 from clustering.quality_report import analyse_labels, write_report
+from pretrain.typed_settings import DERIVED
 
 from .headline import write_headline
-from .run_config import PipelineConfig
-from .scan_stage import alignments_path, heldout_splits, read_scan, scans
+from .layout import WorkLayout
+from .scan_stage import alignments_path, heldout_splits, read_scan
 
 
-def report_split(work: Path) -> str:
+@dataclass(frozen=True)
+class QualitySettings:
+    """What the report is built from: the labels of both teachers and, with `scans`, both layer scans;
+    the phones are the `alignments` source (or the built-in corpus's)."""
+
+    scans: bool = field(default=True, metadata=DERIVED)  # the scan stages run (and are read)
+    teacher: str = field(default="MFCC", metadata=DERIVED)  # what the iteration-1 teacher is called
+
+
+def report_split(inputs: WorkLayout) -> str:
     """The split reports are scored on: test, else valid, else train (labelled by the train teacher)."""
-    return (heldout_splits(work / "data") or ["train"])[-1]
+    return (heldout_splits(inputs) or ["train"])[-1]
 
 
-def quality_stage(config: PipelineConfig, folder: Path) -> None:
+def write_quality(inputs: WorkLayout, out: Path, settings: QualitySettings) -> None:
     """quality/it1, quality/it2 (teacher metrics, layer scans on the report split) and the headline."""
-    work = Path(config.work_dir)
-    split = report_split(work)
-    manifest = read_manifest(work / "data" / f"{split}.tsv")
-    aligned = alignments_path(config, split)
-    scanned = {n: read_scan(work, n) if scans(config) else None for n in (1, 2)}  # none stale
+    split = report_split(inputs)
+    manifest = read_manifest(inputs.manifest(split))
+    aligned = alignments_path(inputs, split)
+    scanned = {n: read_scan(inputs.scan(n)) if settings.scans else None for n in (1, 2)}  # none stale
     results, previous = {}, None
     for number in (1, 2):
-        label_dir = work / f"it{number}-labels"
-        info = LabelInfo.load(label_dir)
-        result = analyse_labels(label_dir / f"{split}.km", info.label_rate, info.num_units, manifest, aligned,
-                                compare=previous)
+        info = LabelInfo.load(inputs.labels(number))
+        labels = inputs.label_file(number, split)
+        result = analyse_labels(labels, info.label_rate, info.num_units, manifest, aligned, compare=previous)
         scan, scores = scanned[number], None
         if scan is not None:  # scanned on valid and test; the report split is one of them
             by_update = {update: splits[split] for update, splits in scan["by_update"].items()}
             if len(by_update) > 1:
                 result["layer_pnmi_by_update"] = by_update
             scores = by_update[max(by_update)]
-        write_report(result, folder / f"it{number}", scores)
-        results[number], previous = result, (label_dir / f"{split}.km", info.label_rate)
+        write_report(result, inputs.teacher_quality(number).parent, scores)
+        results[number], previous = result, (labels, info.label_rate)
     if aligned is not None:
-        teacher = "MFCC" if config.iteration1.features == "mfcc" else "Hugging Face layer"
-        write_headline(folder, split, len(manifest), results, scanned, teacher)
+        write_headline(out, split, len(manifest), results, scanned, settings.teacher)

@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from clustering.ownership import contains
-from pretrain.train_config import PRESETS
+from pretrain.model_config import MaskConfig, ModelConfig, mask_from_settings
+from pretrain.presets import PRESETS, model_from_settings, train_preset
+from pretrain.train_config import TrainConfig, apply_overrides
 from pretrain.typed_settings import SettingError, at_least, fraction, from_dict, one_of, positive
 
 
@@ -39,7 +41,8 @@ class IterationSettings:
     Iteration 2's `layer` may be "auto": the layer of the iteration-1 model whose
     k-means units score the highest PNMI on the valid split (the it1-scan stage).
     `model_settings`, `mask` and `train` hold overrides of the preset's ModelConfig,
-    of MaskConfig and of the trainer's TrainConfig (e.g. max_updates).
+    of MaskConfig and of the trainer's TrainConfig (e.g. max_updates); they are resolved once,
+    here, into `model_config`, `mask_config` and `train_config`, which every stage uses.
     """
 
     features: str = "mfcc"
@@ -52,12 +55,18 @@ class IterationSettings:
     model_settings: dict = field(default_factory=dict)  # overrides of the preset, e.g. {layerdrop = 0.0}
     mask: dict = field(default_factory=dict)  # overrides of the paper's masking, e.g. {mask_prob = 0.65}
     train: dict = field(default_factory=dict)
+    model_config: ModelConfig = field(init=False)
+    mask_config: MaskConfig = field(init=False)
+    train_config: TrainConfig = field(init=False)
 
     def __post_init__(self):
         self.teacher_hf = expand_path(self.teacher_hf)
         one_of(self, "features", FEATURES)
         one_of(self, "kmeans_backend", KMEANS_BACKENDS)
         one_of(self, "model", PRESETS)
+        self.model_config = model_from_settings(self.model, self.model_settings, "model_settings")
+        self.mask_config = mask_from_settings(self.mask, "mask")
+        self.train_config = apply_overrides(train_preset(self.model), self.train, "train")
         if isinstance(self.layer, str) and self.layer != "auto":
             raise SettingError(f"layer: expected a layer number (1-based) or \"auto\", got {self.layer!r}")
         if isinstance(self.layer, int):
@@ -141,14 +150,24 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> PipelineC
             raise FileNotFoundError(f"{path}: config not found (`hubert configs` lists the shipped ones)") from None
         except tomllib.TOMLDecodeError as error:
             raise ValueError(f"{path}: not valid TOML: {error}") from None
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"override {item!r} must look like key=value, e.g. iteration1.num_units=50")
-        _set_dotted(data, key.strip(), parse_value(value.strip()))
+    apply_overrides_to(data, overrides)
     config = from_dict(PipelineConfig, data, "")
     check_config(config)
     return config
+
+
+def apply_overrides_to(data: dict, overrides: list[str], bare: str = "", example: str = "iteration1.num_units=50"
+                       ) -> dict:
+    """Set each `key=value` of `overrides` in the nested table `data` (dotted keys: `iteration1.train.lr`;
+    a key without a dot goes into section `bare` when one is given). The one override syntax of
+    `hubert run` and `hubert train`; the dataclass the table becomes names unknown keys."""
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"override {item!r} must look like key=value, e.g. {example}")
+        key = key.strip()
+        _set_dotted(data, f"{bare}.{key}" if bare and "." not in key else key, parse_value(value.strip()))
+    return data
 
 
 def parse_value(text: str):
@@ -171,14 +190,8 @@ def _set_dotted(data: dict, key: str, value) -> None:
 
 def check_config(config: PipelineConfig) -> None:
     """Checks that span sections: training overrides, the teacher layer, paths and the work folder."""
-    from pretrain.model_config import mask_from_settings, model_from_settings
-    from pretrain.train_config import apply_overrides, train_preset
-
     for name in ("iteration1", "iteration2"):
         it = getattr(config, name)
-        model_from_settings(it.model, it.model_settings, f"{name}.model_settings")
-        mask_from_settings(it.mask, f"{name}.mask")
-        apply_overrides(train_preset(it.model), it.train, f"{name}.train")
         if it.teacher_hf:
             _check_teacher_hf(f"{name}.teacher_hf", it.teacher_hf)
     if config.iteration1.features == "layer" and not config.iteration1.teacher_hf:
@@ -188,8 +201,7 @@ def check_config(config: PipelineConfig) -> None:
     _check_auto_layer(config)
     if two.features == "layer" and two.layer != "auto":
         one = config.iteration1
-        depth = _teacher_depth(two.teacher_hf) if two.teacher_hf else \
-            model_from_settings(one.model, one.model_settings).num_hidden_layers
+        depth = _teacher_depth(two.teacher_hf) if two.teacher_hf else one.model_config.num_hidden_layers
         if two.layer > depth:
             raise SettingError(f"iteration2.layer: {two.layer} is deeper than the teacher's {depth} layers; "
                                f"choose 1..{depth}")
@@ -275,11 +287,6 @@ def _check_paths(config: PipelineConfig) -> None:
         if path.is_dir() and contains(path, work):
             raise SettingError(f"work_dir: {work} lies inside {key} {path}; stages write and remove folders "
                                f"there, so keep the work folder outside your inputs (choose another work_dir)")
-
-
-def config_dict(config) -> dict:
-    """Plain-dict form for hashing and for writing next to the run."""
-    return dataclasses.asdict(config)
 
 
 DEMO_CONFIG = Path(__file__).resolve().parent / "configs" / "demo.toml"

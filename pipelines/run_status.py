@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .stages import DONE, STARTED, _read, redone_inputs
+from .stages import DONE, STARTED, describe_extension, read_record, redone_inputs
 from .workdir import ORDER, lock_holder
 
 
@@ -37,15 +37,17 @@ def describe(work_dir: str | Path) -> list[tuple[str, str, float | None]]:
     rows, stale = [], set()
     for name in stage_order(work_dir):
         folder = work_dir / name
-        done, started = _read(folder / DONE), _read(folder / STARTED)
+        done, started = read_record(folder / DONE), read_record(folder / STARTED)
         if done is not None:
             inputs = list(done.get("inputs", {}))
             why = [f"{a} is out of date" for a in inputs if a in stale] + \
-                  [f"{a} has no finished run" for a in inputs if _read(work_dir / a / DONE) is None] + \
+                  [f"{a} has no finished run" for a in inputs if read_record(work_dir / a / DONE) is None] + \
                   [f"{a} was redone since" for a in redone_inputs(inputs, done, work_dir)]
             if why:
                 stale.add(name)
-            rows.append((name, f"done, out of date: {why[0]}" if why else "done", done.get("seconds")))
+            extended = f" (extended: continues a finished run of {describe_extension(done['extended_from'])})" \
+                if done.get("extended_from") else ""
+            rows.append((name, (f"done, out of date: {why[0]}" if why else "done") + extended, done.get("seconds")))
         elif started is not None:
             rows.append((name, f"running in {holder}" if holder else
                          "stopped before finishing (crash or kill); rerun to continue", None))

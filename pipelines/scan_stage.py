@@ -14,15 +14,29 @@ scan.json:
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from clustering.alignments import load_alignments
 from clustering.layer_pnmi import pnmi_per_layer
 from clustering.manifest import Manifest, read_manifest
+from pretrain.typed_settings import DERIVED, RUN_ONLY
 
+from .layout import HELDOUT, WorkLayout
 from .run_config import PipelineConfig
 
-SCAN = "scan.json"
+
+@dataclass(frozen=True)
+class ScanSettings:
+    """Every layer of each scanned checkpoint (all kept ones with `checkpoints`, else the newest): a
+    k-means with `units` fitted on train, PNMI on valid and test against the `alignments` source (or
+    the built-in corpus's)."""
+
+    iteration: int = field(metadata=DERIVED)
+    units: int = 100
+    checkpoints: bool = False
+    seed: int = 0
+    device: str = field(default="auto", metadata=RUN_ONLY)
 
 
 def can_scan(config: PipelineConfig) -> bool:
@@ -36,76 +50,76 @@ def scans(config: PipelineConfig) -> bool:
     return (config.scan_layers or config.iteration2.layer == "auto") and can_scan(config)
 
 
-def heldout_splits(data: Path) -> list[str]:
+def heldout_splits(inputs: WorkLayout) -> list[str]:
     """The held-out splits with utterances: valid, then test when the data stage made one."""
-    return [split for split in ("valid", "test")
-            if (data / f"{split}.tsv").exists() and len(read_manifest(data / f"{split}.tsv"))]
+    return [split for split in HELDOUT
+            if split in inputs.splits() and len(read_manifest(inputs.manifest(split)))]
 
 
-def alignments_path(config: PipelineConfig, split: str) -> Path | None:
-    """Where `split`'s phone alignments are: the config's, the built-in corpus's SPLIT.phn.tsv, or None."""
-    if config.alignments:
-        return Path(config.alignments)
-    built_in = Path(config.work_dir) / "data" / f"{split}.phn.tsv"
-    return built_in if not config.audio_dir and built_in.exists() else None
+def alignments_path(inputs: WorkLayout, split: str) -> Path | None:
+    """Where `split`'s phone alignments are: the user's (`alignments` source), the built-in corpus's
+    SPLIT.phn.tsv, or None."""
+    if inputs.source("alignments") is not None:
+        return inputs.source("alignments")
+    built_in = inputs.corpus_alignments(split)
+    return built_in if built_in.exists() else None
 
 
-def split_alignments(config: PipelineConfig, manifests: dict[str, Manifest]) -> dict[str, list[str]]:
+def split_alignments(inputs: WorkLayout, manifests: dict[str, Manifest]) -> dict[str, list[str]]:
     """{uid: 100 Hz phones} for the utterances of `manifests` (split name -> manifest)."""
     found: dict[str, list[str]] = {}
     for split, manifest in manifests.items():
-        source = alignments_path(config, split)
+        source = alignments_path(inputs, split)
         if source is None:
             raise FileNotFoundError(f"the {split} split has no phone alignments to scan layers with")
         found.update(load_alignments(source, [manifest.utterance_id(i) for i in range(len(manifest))]))
     return found
 
 
-def scan_stage(config: PipelineConfig, number: int, folder: Path) -> None:
-    """Scan the iteration's checkpoints into folder/scan.json (see the module docstring)."""
+def scan_layers(inputs: WorkLayout, out: Path, settings: ScanSettings) -> None:
+    """Scan the iteration's checkpoints into scan.json (see the module docstring)."""
     from pretrain.checkpoint import checkpoint_paths, checkpoint_update, latest_path
 
-    work = Path(config.work_dir)
-    data, checkpoints = work / "data", work / f"it{number}-train" / "checkpoints"
-    manifests = {split: read_manifest(data / f"{split}.tsv") for split in heldout_splits(data)}
+    number, checkpoints = settings.iteration, inputs.checkpoints(settings.iteration)
+    manifests = {split: read_manifest(inputs.manifest(split)) for split in heldout_splits(inputs)}
     if not manifests:
-        raise ValueError(f"{data}: the layer scan needs held-out utterances; set valid_percent above 0")
-    alignments = split_alignments(config, manifests)
-    paths = checkpoint_paths(checkpoints) if config.scan_checkpoints else [latest_path(checkpoints)]
+        raise ValueError(f"{inputs.manifest('valid').parent}: the layer scan needs held-out utterances; set "
+                         "valid_percent above 0")
+    alignments = split_alignments(inputs, manifests)
+    paths = checkpoint_paths(checkpoints) if settings.checkpoints else [latest_path(checkpoints)]
     if not paths or paths[-1] is None:
         raise FileNotFoundError(f"{checkpoints}: no checkpoint to scan")
-    fit = read_manifest(data / "train.tsv")
-    by_update = {checkpoint_update(path): _scan_checkpoint(path, fit, manifests, alignments, config)
+    fit = read_manifest(inputs.manifest("train"))
+    by_update = {checkpoint_update(path): _scan_checkpoint(path, fit, manifests, alignments, settings)
                  for path in paths}
     newest = max(by_update)
     valid = by_update[newest]["valid"]
     layer = max(valid, key=valid.get)
     chosen = {"update": newest, "layer": layer,
               **{split: scores[layer] for split, scores in by_update[newest].items()}}
-    result = {"model": f"it{number}", "units": config.scan_units,
+    result = {"model": f"it{number}", "units": settings.units,
               "utterances": {split: len(m) for split, m in manifests.items()},
               "by_update": by_update, "chosen": chosen}
-    (folder / SCAN).write_text(json.dumps(result, indent=2) + "\n")
+    inputs.scan(number).write_text(json.dumps(result, indent=2) + "\n")
     print(f"[it{number}-scan] layer {layer} of update {newest} scores best on valid: PNMI {chosen['valid']:.3f}"
           + (f" (test {chosen['test']:.3f})" if "test" in chosen else ""))
 
 
 def _scan_checkpoint(path: Path, fit: Manifest, manifests: dict[str, Manifest], alignments: dict,
-                     config: PipelineConfig) -> dict[str, dict[int, float]]:
+                     settings: ScanSettings) -> dict[str, dict[int, float]]:
     """{split: {layer: PNMI}} of one checkpoint, on the GPU when present (device "auto")."""
     from pretrain.layer_features import LayerFeatures
     from pretrain.model_io import load_encoder
 
     encoder = load_encoder(path)
-    features = LayerFeatures(encoder, 1, device=config.device)
+    features = LayerFeatures(encoder, 1, device=settings.device)
     layers = list(range(1, encoder.config.num_hidden_layers + 1))
-    return pnmi_per_layer(fit, manifests, alignments, features.layers, layers, num_units=config.scan_units,
-                          seed=config.seed)
+    return pnmi_per_layer(fit, manifests, alignments, features.layers, layers, num_units=settings.units,
+                          seed=settings.seed)
 
 
-def read_scan(work: Path, number: int) -> dict | None:
-    """it{number}-scan/scan.json with whole-number keys, or None when that scan did not run."""
-    path = work / f"it{number}-scan" / SCAN
+def read_scan(path: Path) -> dict | None:
+    """A scan.json with whole-number keys, or None when that scan did not run."""
     if not path.exists():
         return None
     scan = json.loads(path.read_text())
@@ -114,10 +128,10 @@ def read_scan(work: Path, number: int) -> dict | None:
     return scan
 
 
-def chosen_layer(work: Path) -> int:
-    """The layer the it1-scan stage chose (iteration 2's teacher when its layer is "auto")."""
-    scan = read_scan(work, 1)
+def chosen_layer(path: Path) -> int:
+    """The layer the it1-scan stage chose (its scan.json at `path`): iteration 2's teacher when "auto"."""
+    scan = read_scan(path)
     if scan is None:
-        raise FileNotFoundError(f"{work / 'it1-scan' / SCAN}: missing; iteration2.layer = \"auto\" needs the "
-                                "it1-scan stage (rerun with --from it1-scan)")
+        raise FileNotFoundError(f"{path}: missing; iteration2.layer = \"auto\" needs the it1-scan stage (rerun "
+                                "with --from it1-scan)")
     return int(scan["chosen"]["layer"])

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import torch
 
-PATTERN = "update_*.pt"
-BEST = "best.pt"
+from .run_files import BEST, CHECKPOINT_PATTERN
 
 
 def checkpoint_path(directory: Path, update: int) -> Path:
@@ -21,7 +20,7 @@ def checkpoint_path(directory: Path, update: int) -> Path:
 
 def checkpoint_paths(directory: str | Path) -> list[Path]:
     """The numbered checkpoints in `directory`, oldest first."""
-    return sorted(Path(directory).glob(PATTERN))
+    return sorted(Path(directory).glob(CHECKPOINT_PATTERN))
 
 
 def checkpoint_update(path: Path) -> int:

@@ -27,7 +27,7 @@ from clustering.audio import SAMPLE_RATE, AudioError, load_audio, receptive_fiel
 from clustering.features import FeatureError, check_audio_length
 from clustering.manifest import Manifest
 
-from .model import HubertEncoder, _normalize_waveform
+from .model import HubertEncoder, normalize_waveform
 
 MAX_CHUNK = 1_600_000  # samples per row (100 s), as fairseq's feature reader
 BATCH_SECONDS = {"cpu": 30.0, "cuda": 600.0}  # padded audio per forward pass, by device type
@@ -171,7 +171,7 @@ def whole_utterance(wav: torch.Tensor, normalize: bool) -> torch.Tensor:
     (before it is cut into chunks, as fairseq's reader)."""
     if not normalize:
         return wav
-    return _normalize_waveform(wav[None], torch.tensor([len(wav)]))[0]
+    return normalize_waveform(wav[None], torch.tensor([len(wav)]))[0]
 
 
 # ---------------------------------------------------------------- computing: padded audio -> features

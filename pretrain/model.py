@@ -64,7 +64,7 @@ class HubertEncoder(nn.Module):
         `config.normalize`) is set. Nothing here reads a value back from the device.
         """
         if self.config.normalize if normalize is None else normalize:
-            wav = _normalize_waveform(wav, lengths)
+            wav = normalize_waveform(wav, lengths)
         features, frames = self.feature_extractor(wav, lengths)
         if self.config.feature_grad_mult != 1.0 and self.training:
             features = GradMultiply.apply(features, self.config.feature_grad_mult)
@@ -83,7 +83,7 @@ class HubertEncoder(nn.Module):
         return EncoderOutput(layers, last, padding, mask, features)
 
 
-def _normalize_waveform(wav: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+def normalize_waveform(wav: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
     """Zero mean, unit variance over each utterance's valid samples (all when lengths is None);
     (B, S) -> (B, S), padding set to 0."""
     if lengths is None:

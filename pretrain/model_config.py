@@ -1,4 +1,4 @@
-"""Model, masking and prediction-head settings, with the paper's presets.
+"""Model, masking and prediction-head settings (the presets are in presets.py).
 
 Field names follow Hugging Face's `HubertConfig` where one exists, so export is
 a plain copy; defaults are HuBERT BASE.
@@ -14,14 +14,14 @@ from .typed_settings import SettingError, at_least, fraction, from_dict, one_of
 
 # Export heads -> the transformers class that loads them.
 HEADS = {"none": "HubertModel", "ctc": "HubertForCTC", "classification": "HubertForSequenceClassification"}
-BASE_CONV = ((512, 10, 5),) + ((512, 3, 2),) * 4 + ((512, 2, 2),) * 2  # (dim, kernel, stride)
+BASE_CONV_LAYERS = ((512, 10, 5),) + ((512, 3, 2),) * 4 + ((512, 2, 2),) * 2  # (dim, kernel, stride)
 
 
 @dataclass
 class ModelConfig:
     """The encoder (what is exported) plus the pretraining head sizes."""
 
-    conv_layers: tuple[tuple[int, int, int], ...] = BASE_CONV
+    conv_layers: tuple[tuple[int, int, int], ...] = BASE_CONV_LAYERS
     feat_extract_norm: str = "group"  # "group": group norm in the first conv (BASE); "layer": every conv (LARGE)
     conv_bias: bool = False  # biases in the CNN: fairseq's HuBERT has none; some Hugging Face LARGE configs do
     hidden_size: int = 768
@@ -84,41 +84,6 @@ class MaskConfig:
         fraction(self, "mask_prob")
         at_least(self, "mask_length", 1)
         at_least(self, "min_masks", 0)
-
-
-def _large(hidden: int, layers: int, heads: int, ffn: int) -> ModelConfig:
-    return ModelConfig(feat_extract_norm="layer", hidden_size=hidden, num_hidden_layers=layers,
-                       num_attention_heads=heads, intermediate_size=ffn, do_stable_layer_norm=True,
-                       hidden_dropout=0.0, attention_dropout=0.0, feat_proj_dropout=0.0,
-                       layerdrop=0.0, feature_grad_mult=1.0, normalize=True, final_dim=768)
-
-
-def model_preset(name: str) -> ModelConfig:
-    """`tiny` (tests), `small` (CPU experiments), `base`, `large`, `xlarge` (the paper's)."""
-    if name == "base":
-        return ModelConfig()
-    if name == "large":
-        return _large(1024, 24, 16, 4096)
-    if name == "xlarge":
-        return _large(1280, 48, 16, 5120)
-    if name == "small":  # 6 x 256, the size of the reference CPU experiments in SPEC.md
-        conv = ((256, 10, 5),) + ((256, 3, 2),) * 4 + ((256, 2, 2),) * 2
-        return ModelConfig(conv_layers=conv, hidden_size=256, num_hidden_layers=6,
-                           num_attention_heads=4, intermediate_size=1024,
-                           num_conv_pos_embeddings=64, layerdrop=0.0)
-    if name == "tiny":
-        conv = ((32, 10, 5),) + ((32, 3, 2),) * 4 + ((32, 2, 2),) * 2
-        return ModelConfig(conv_layers=conv, hidden_size=64, num_hidden_layers=2,
-                           num_attention_heads=2, intermediate_size=128,
-                           num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4,
-                           layerdrop=0.0, final_dim=32)
-    raise ValueError(f"unknown model preset {name!r}; choose tiny, small, base, large or xlarge")
-
-
-
-def model_from_settings(preset: str, overrides: dict, where: str = "model_settings") -> ModelConfig:
-    """The preset's ModelConfig with `overrides` (field -> value), each checked by type and range."""
-    return from_dict(ModelConfig, {**dataclasses.asdict(model_preset(preset)), **overrides}, where)
 
 
 def mask_from_settings(overrides: dict, where: str = "mask") -> MaskConfig:

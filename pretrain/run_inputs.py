@@ -19,7 +19,7 @@ from clustering.manifest import read_manifest
 
 from .model_config import MaskConfig, ModelConfig
 from .train_config import TrainConfig
-from .typed_settings import describe_changes
+from .typed_settings import describe_changes, hashed_settings
 
 RECORD = "inputs.json"
 
@@ -48,7 +48,7 @@ def run_inputs(manifest_dir: Path, label_dirs: list[Path], settings: tuple[Model
     return {"manifests": {s: manifest_digest(manifest_dir / f"{s}.tsv") for s in splits},
             "labels": {f"set{i + 1}": label_identity(d, splits) for i, d in enumerate(label_dirs)},
             "settings": {"model": dataclasses.asdict(model), "mask": dataclasses.asdict(mask),
-                         "train": config.result_settings(), "init_from": str(init_from or "")}}
+                         "train": hashed_settings(config), "init_from": str(init_from or "")}}
 
 
 def check_or_record(out_dir: Path, inputs: dict, resuming: bool) -> None:

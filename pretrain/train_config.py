@@ -5,14 +5,9 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from .typed_settings import SettingError, at_least, from_dict, one_of, positive
-
-# Settings that decide how a run goes, not what it learns: changing them never restarts training.
-# `kernels` and `compile` compute the same function (fast and reference paths agree to float rounding).
-RUN_ONLY = ("num_workers", "log_every", "valid_every", "save_every", "keep_last", "device", "max_bad_updates",
-            "kernels", "compile")
+from .typed_settings import BUDGET, RUN_ONLY, SettingError, at_least, from_dict, one_of, positive
 
 
 @dataclass
@@ -23,11 +18,11 @@ class TrainConfig:
     eps: float = 1e-6
     weight_decay: float = 0.01
     warmup_updates: int = 32_000
-    max_updates: int = 250_000  # 400k for iteration 2
+    max_updates: int = field(default=250_000, metadata=BUDGET)  # 400k for iteration 2; raising it continues
     clip_norm: float = 10.0
     update_freq: int = 1  # micro-batches per update per worker (gradient accumulation)
     precision: str = "fp32"  # "fp32", "bf16" or "fp16" (with loss scaling)
-    max_bad_updates: int = 10  # consecutive non-finite updates before stopping with an error
+    max_bad_updates: int = field(default=10, metadata=RUN_ONLY)  # non-finite updates in a row before stopping
     # loss
     masked_weight: float = 1.0
     unmasked_weight: float = 0.0
@@ -38,22 +33,22 @@ class TrainConfig:
     max_sample_size: int = 250_000  # longer items are cropped to this
     crop: bool = True  # crop every item to the batch's shortest (fairseq); False pads instead
     crop_multiple: int = 0  # samples; >0 rounds crops down (pads up) to a multiple so shapes repeat; 0: fairseq
-    num_workers: int = 1  # DataLoader processes (at most the cores this process may use)
+    num_workers: int = field(default=1, metadata=RUN_ONLY)  # DataLoader processes (at most the usable cores)
     seed: int = 1337
-    # bookkeeping
-    log_every: int = 50
-    valid_every: int = 5_000
-    save_every: int = 5_000
-    keep_last: int = 3
-    device: str = "auto"  # "auto": cuda when available, else cpu
-    kernels: str = "auto"  # CNN and positional conv: "fast" (matmul/FFT), "reference" (nn.Conv1d), "auto": fast on cuda
-    compile: str = "auto"  # torch.compile the CNN, positional conv and layers: "on", "off", "auto" (per device type)
+    # bookkeeping: how a run goes, not what it learns (changing these never restarts training;
+    # `kernels` and `compile` compute the same function, fast and reference paths agree to rounding)
+    log_every: int = field(default=50, metadata=RUN_ONLY)
+    valid_every: int = field(default=5_000, metadata=RUN_ONLY)
+    save_every: int = field(default=5_000, metadata=RUN_ONLY)
+    keep_last: int = field(default=3, metadata=RUN_ONLY)
+    device: str = field(default="auto", metadata=RUN_ONLY)  # "auto": cuda when available, else cpu
+    kernels: str = field(default="auto", metadata=RUN_ONLY)  # "fast", "reference" (nn.Conv1d); auto: fast on cuda
+    compile: bool = field(default=False, metadata=RUN_ONLY)  # torch.compile the CNN, positional conv and layers
 
     def __post_init__(self):
         self.betas = tuple(self.betas)
         one_of(self, "precision", ("fp32", "bf16", "fp16"))
         one_of(self, "kernels", ("auto", "fast", "reference"))
-        one_of(self, "compile", ("auto", "on", "off"))
         for name in ("lr", "eps", "clip_norm", "max_tokens", "min_sample_size", "max_sample_size"):
             positive(self, name)
         for name in ("update_freq", "max_updates", "max_bad_updates", "log_every", "valid_every", "save_every"):
@@ -65,28 +60,6 @@ class TrainConfig:
             raise SettingError(f"betas: each must lie in [0, 1), got {self.betas}")
         if self.device != "auto" and not self.device.startswith(("cpu", "cuda")):
             raise SettingError(f"device: expected auto, cpu or cuda[:N], got {self.device!r}")
-
-    def result_settings(self) -> dict:
-        """The settings that decide the trained weights (a stage's fingerprint), without
-        `max_updates`: raising it continues a run instead of starting over."""
-        drop = set(RUN_ONLY) | {"max_updates"}
-        return {k: v for k, v in dataclasses.asdict(self).items() if k not in drop}
-
-
-def train_preset(name: str) -> TrainConfig:
-    """Schedules sized for a model preset: the paper's for base/large, short ones for CPU."""
-    if name in ("base", "large", "xlarge"):
-        return TrainConfig()
-    if name == "small":
-        return TrainConfig(lr=1e-3, warmup_updates=200, max_updates=2_000, max_tokens=400_000,
-                           valid_every=250, save_every=250, log_every=25)
-    if name == "tiny":
-        return TrainConfig(lr=2e-3, warmup_updates=20, max_updates=200, max_tokens=160_000,
-                           min_sample_size=8_000, valid_every=50, save_every=50, log_every=10)
-    raise SettingError(f"model: unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
-
-
-PRESETS = ("tiny", "small", "base", "large", "xlarge")
 
 
 def apply_overrides(config: TrainConfig, overrides: dict, where: str = "train") -> TrainConfig:

@@ -33,6 +33,7 @@ from clustering.audio import SAMPLE_RATE
 from clustering.manifest import read_manifest
 
 from .checkpoint import checkpoint_paths, load_latest, save_best, save_checkpoint
+from .run_files import CHECKPOINTS, TRAIN_LOG
 from .model_config import ENCODER_SHAPE, MaskConfig, ModelConfig
 from .labelled_audio import Batch, BatchLoader, LabelledAudio, PlannedBatches, plan_batches
 from .distributed import Workers, setup_workers, teardown_workers
@@ -46,7 +47,6 @@ STATS = ("masked_ce", "unmasked_ce", "num_masked", "num_unmasked", "masked_corre
          "unmasked_correct", "feature_penalty")  # sums over frames, kept on the device
 NUM_MASKED = STATS.index("num_masked")
 HOST_STATS = ("audio_samples", "batches", "stop_requests")  # counted on the host, summed over workers at a log
-COMPILE_BY_DEVICE = {"cpu": False, "cuda": False}  # what compile="auto" means; the GPU benchmark decides cuda's
 COLLAPSE_SHARE = 20  # predicting at most 1/20 of the units at validation is reported as a collapse
 UNMASKED_NOTE = ("note: unmasked accuracy may fall while masked accuracy rises; this is expected, "
                  "the unmasked loss weight is 0 (the paper's setting)")
@@ -177,7 +177,7 @@ def train(manifest_dir: str | Path, label_dirs: list[str | Path], out_dir: str |
 def _train(manifest_dir, label_dirs, out_dir, settings: tuple[ModelConfig, MaskConfig], config, init_from,
            workers, log, stop: StopRequest) -> TrainResult:
     out_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_dir = out_dir / "checkpoints"
+    ckpt_dir = out_dir / CHECKPOINTS
     train_data = LabelledAudio(manifest_dir / "train.tsv", label_dirs, config.min_sample_size)
     valid_data = _valid_data(manifest_dir, label_dirs, config, log if workers.is_main else lambda m: None)
     if workers.is_main:
@@ -262,7 +262,7 @@ class _Run:
         if state is not None:
             run._resume(state, ckpt_dir, config, log)
         set_kernels(model, config.kernels)
-        if config.compile == "on" or (config.compile == "auto" and COMPILE_BY_DEVICE.get(workers.device.type)):
+        if config.compile:
             compile_regions(model)
         if workers.world > 1:
             run.net = torch.nn.parallel.DistributedDataParallel(
@@ -526,7 +526,7 @@ class _Logger:
     def __init__(self, out_dir: Path, active: bool, log, penalty_weight: float):
         self.active, self.log, self.history = active, log, []
         self.penalty_weight = penalty_weight
-        self.path = out_dir / "train_log.jsonl"
+        self.path = out_dir / TRAIN_LOG
         self.writer = None
         if active:
             from torch.utils.tensorboard import SummaryWriter

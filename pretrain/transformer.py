@@ -81,8 +81,8 @@ def fft_size(n: int) -> int:
 
 
 # cuDNN's attention (PyTorch's first choice on recent GPUs) builds a graph for every new
-# (batch, frames) shape: ~175 ms per BASE step on an H100, and crop-mode batches change shape
-# at nearly every update. Flash and memory-efficient attention have no per-shape set-up.
+# (batch, frames) shape, and crop-mode batches change shape at nearly every update (its cost is in
+# benchmarks/RESULTS.md). Flash and memory-efficient attention have no per-shape set-up.
 GPU_ATTENTION = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 
 

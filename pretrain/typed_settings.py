@@ -21,7 +21,7 @@ def from_dict(cls, data, where: str):
     if not isinstance(data, dict):
         raise SettingError(f"{where or 'config'}: expected a table of settings, got {data!r}")
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
+    names = [f.name for f in dataclasses.fields(cls) if f.init]  # not what __post_init__ resolves
     unknown = sorted(set(data) - set(names))
     if unknown:
         raise SettingError(f"{where or 'config'}: unknown setting(s) {unknown}; known: {sorted(names)}")
@@ -142,3 +142,41 @@ def describe_changes(before: dict, now: dict, most: int = 4) -> str:
     shown = [f"{k.removeprefix('settings.').removeprefix('budget.')} {before.get(k, '(none)')} -> "
              f"{now.get(k, '(none)')}" for k in keys[:most]]
     return ", ".join(shown) + (f" and {len(keys) - most} more" if len(keys) > most else "")
+
+
+# Field metadata that decides what a stage hash covers (see hashed_settings).
+RUN_ONLY = {"run_only": True}  # how a run goes, not what it makes (threads, device, log interval)
+BUDGET = {"budget": True}  # may be raised without starting over (max_updates)
+DERIVED = {"derived": True}  # fixed by an input whose hash already covers it
+OMIT_DEFAULT = {"omit_default": True}  # hashed only when set: added later, so earlier hashes hold
+
+
+def hashed_settings(settings) -> dict:
+    """A settings dataclass as the dict its stage hash covers: nested dataclasses as dicts, fields marked
+    RUN_ONLY, BUDGET or DERIVED left out, OMIT_DEFAULT ones left out while at their default."""
+    out = {}
+    for spec in dataclasses.fields(settings):
+        value, meta = getattr(settings, spec.name), spec.metadata
+        if meta.get("run_only") or meta.get("budget") or meta.get("derived"):
+            continue
+        if meta.get("omit_default") and value == spec.default:
+            continue
+        out[spec.name] = hashed_settings(value) if dataclasses.is_dataclass(value) else _plain(value)
+    return out
+
+
+def budget_settings(settings) -> dict:
+    """{name: value} of the BUDGET fields of a settings dataclass, nested ones included."""
+    out = {}
+    for spec in dataclasses.fields(settings):
+        value = getattr(settings, spec.name)
+        if dataclasses.is_dataclass(value):
+            out.update(budget_settings(value))
+        elif spec.metadata.get("budget"):
+            out[spec.name] = value
+    return out
+
+
+def _plain(value):
+    """Tuples as lists, as JSON writes them."""
+    return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value

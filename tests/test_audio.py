@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from clustering.audio import (CONV_STRIDE, FRAME_RATE, MFCC_RATE, MFCC_WINDOW, MIN_AUDIO_SAMPLES, SAMPLE_RATE,
-                              AudioError, label_index, load_audio, num_model_frames, short_audio_reason)
+from clustering.audio import (MFCC_FRAMES, MFCC_WINDOW, MIN_AUDIO_SAMPLES, SAMPLE_RATE, AudioError, label_indices,
+                              load_audio, num_model_frames, short_audio_reason)
 
 
 def tone(seconds, rate, freq=440.0):
@@ -12,13 +12,22 @@ def tone(seconds, rate, freq=440.0):
     return (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
 
 
-def test_rates_are_consistent():
-    assert FRAME_RATE * CONV_STRIDE == SAMPLE_RATE == 16000
-    assert MFCC_RATE == 2 * FRAME_RATE
-    # Frame t of the model takes every other MFCC label and every layer label.
-    assert [label_index(t, 100) for t in range(4)] == [0, 2, 4, 6]
-    assert [label_index(t, 50) for t in range(4)] == [0, 1, 2, 3]
-    assert num_model_frames(16000) == 49 and num_model_frames(399) == 0
+def test_frame_arithmetic_is_what_the_model_and_the_mfcc_really_make():
+    import torch
+
+    from clustering.features import mfcc_features
+    from pretrain.model import HubertEncoder
+    from pretrain.presets import model_preset
+
+    encoder = HubertEncoder(model_preset("tiny")).eval()
+    for samples in (400, 719, 720, 16000, 37_123):
+        with torch.no_grad():
+            frames = encoder(torch.zeros(1, samples)).last_hidden.shape[1]
+        assert num_model_frames(samples) == frames
+        assert num_model_frames(samples, MFCC_FRAMES) == len(mfcc_features(np.zeros(samples, np.float32)))
+    assert num_model_frames(399) == 0
+    # Model frame t predicts every other MFCC label (100 Hz) and every layer label (50 Hz).
+    assert label_indices(4, 100).tolist() == [0, 2, 4, 6] and label_indices(4, 50).tolist() == [0, 1, 2, 3]
 
 
 def test_16k_wav_is_returned_unchanged(tmp_path):

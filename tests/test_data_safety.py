@@ -14,7 +14,7 @@ from pipelines.cli import main
 from pipelines.run_config import load_config
 from pipelines.workdir import move_aside, work_lock
 from pretrain.model import HubertPretrain
-from pretrain.model_config import model_preset
+from pretrain.presets import model_preset
 from pretrain.model_io import model_state
 from test_pipeline import ROOT, TINY
 from tone_corpus import make_tone_corpus
@@ -133,7 +133,8 @@ def test_export_never_mixes_with_an_earlier_export_and_never_writes_over_a_forei
 
 
 def test_init_from_our_own_tiny_export_starts_a_run(tmp_path):
-    from pretrain.train_config import apply_overrides, train_preset
+    from pretrain.presets import train_preset
+    from pretrain.train_config import apply_overrides
     from pretrain.trainer import train
 
     assert main(["export", str(tiny_checkpoint(tmp_path / "a.pt")), str(tmp_path / "hf")]) == 0
@@ -250,7 +251,8 @@ def test_train_refuses_a_busy_folder_a_foreign_one_and_a_pipeline_stage(tones, t
 
 
 def test_resuming_with_labels_of_another_unit_count_is_one_line(tones, tmp_path):
-    from pretrain.train_config import apply_overrides, train_preset
+    from pretrain.presets import train_preset
+    from pretrain.train_config import apply_overrides
     from pretrain.trainer import train
 
     root, labels = tones

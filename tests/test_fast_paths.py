@@ -9,11 +9,13 @@ import pytest
 import torch
 
 from pretrain.cnn import FeatureExtractor, strided_matmul_conv
-from pretrain.model_config import ModelConfig, model_preset
+from pretrain.model_config import ModelConfig
+from pretrain.presets import model_preset
 from pretrain.labelled_audio import batch_length, collate
 from pretrain.loss import hubert_loss
 from pretrain.model import HubertPretrain, set_kernels
-from pretrain.train_config import RUN_ONLY, TrainConfig, apply_overrides, train_preset
+from pretrain.presets import train_preset
+from pretrain.train_config import apply_overrides
 from pretrain.transformer import PositionalConv, fft_size
 
 # A LARGE-style stack (layer norm in every conv, conv biases as Hugging Face LARGE configs have) and
@@ -122,11 +124,23 @@ def test_the_whole_encoder_is_the_same_on_either_kernels(norm):
     assert (got.last_hidden[valid] - want.last_hidden[valid]).abs().max() <= 1e-4
 
 
-def test_auto_kernels_are_the_reference_on_the_cpu():
-    model = HubertPretrain(model_preset("tiny"), [10])
+@pytest.mark.parametrize("choice, fast_runs", [("auto", False), ("reference", False), ("fast", True)])
+def test_auto_kernels_run_the_reference_path_on_the_cpu(choice, fast_runs, monkeypatch):
+    """Which path really ran (so parity tests against torchaudio on the CPU use nn.Conv1d)."""
+    from pretrain import cnn, transformer
+
+    calls = collections.Counter()
+    for module, name in ((cnn, "strided_matmul_conv"), (transformer, "grouped_time_conv")):
+        real = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *a, _real=real, _name=name, **k: (calls.update([_name]),
+                                                                                   _real(*a, **k))[1])
+    model = HubertPretrain(model_preset("tiny"), [10]).eval()
+    set_kernels(model, choice)
+    with torch.no_grad():
+        model.encoder(torch.randn(1, 8000))
+    assert bool(calls["strided_matmul_conv"]) == fast_runs and bool(calls["grouped_time_conv"]) == fast_runs
     with pytest.raises(ValueError, match="kernels must be one of"):
         set_kernels(model, "quick")
-    assert model.encoder.feature_extractor.kernels == "auto"  # so parity tests on the CPU use nn.Conv1d
 
 
 @pytest.mark.parametrize("kernels", ["reference", "fast"])
@@ -190,12 +204,3 @@ def test_crop_multiple_rounds_crops_down_and_pads_up():
     batch = collate(items, [100.0], True, 250_000, seed=0, crop_multiple=16_000)
     assert batch.wav.shape == (2, 32_000) and not batch.padded
     assert batch.targets[0].shape == (2, 99)
-
-
-def test_new_settings_defaults_and_which_restart_training():
-    config = TrainConfig()
-    assert (config.crop_multiple, config.kernels, config.compile) == (0, "auto", "auto")
-    assert {"kernels", "compile"} <= set(RUN_ONLY) and "crop_multiple" not in RUN_ONLY
-    assert "crop_multiple" in config.result_settings() and "kernels" not in config.result_settings()
-    with pytest.raises(ValueError, match="compile: unknown value"):
-        TrainConfig(compile="yes")

@@ -8,7 +8,7 @@ import torch
 import transformers
 from transformers import HubertConfig, HubertForCTC, HubertForSequenceClassification, HubertModel
 
-from pretrain.model_config import model_preset
+from pretrain.presets import model_preset
 from pretrain.hf import (HF_ARCHITECTURE, HF_DROPOUTS, HF_NOT_ENCODER, config_from_hf, export_hf, hf_config,
                          import_hf)
 from pretrain.layer_features import LayerFeatures

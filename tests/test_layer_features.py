@@ -16,9 +16,9 @@ from clustering.manifest import read_manifest, write_manifest
 from clustering.feature_shards import FeatureShards
 from conftest import speechlike
 from pipelines.cli import main
-from pretrain.model_config import model_preset
+from pretrain.presets import model_preset
 from pretrain.layer_features import LayerFeatures, batches_for, plan_batches
-from pretrain.model import HubertEncoder, HubertPretrain, _normalize_waveform
+from pretrain.model import HubertEncoder, HubertPretrain, normalize_waveform
 from pretrain.model_io import model_state
 
 
@@ -47,7 +47,7 @@ def alone(encoder: HubertEncoder, wav: np.ndarray, layer: int, max_chunk: int) -
     chunk shorter than one frame's 400 samples gives no frame."""
     x = torch.from_numpy(wav)[None]
     if encoder.config.normalize:
-        x = _normalize_waveform(x, torch.tensor([x.shape[1]]))
+        x = normalize_waveform(x, torch.tensor([x.shape[1]]))
     with torch.no_grad():
         return torch.cat([encoder(chunk, normalize=False).layers[layer - 1][0]
                           for chunk in x.split(max_chunk, dim=1) if chunk.shape[1] >= 400]).numpy()

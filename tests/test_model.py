@@ -4,7 +4,8 @@ import pytest
 import torch
 import torchaudio
 
-from pretrain.model_config import MaskConfig, ModelConfig, model_preset
+from pretrain.model_config import MaskConfig, ModelConfig
+from pretrain.presets import model_preset
 from pretrain.loss import hubert_loss
 from pretrain.model import HubertPretrain
 

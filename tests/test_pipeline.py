@@ -1,5 +1,6 @@
 """`hubert run` end to end: exports load, reruns skip, changes redo what they must, kills resume exactly."""
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,8 +10,9 @@ import torch
 
 from pipelines.cli import main
 from pipelines.run_config import load_config
+from pipelines import iterations
 from pipelines.iterations import build_stages
-from pipelines.stages import run_stages
+from pipelines.stages import BOOKKEEPING, run_stages
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["corpus.hours=0.02", "corpus.languages=en,fr", "valid_percent=0.3", "iteration1.model=tiny",
@@ -25,11 +27,57 @@ def overrides(work):
     return [f"work_dir={work}"] + TINY
 
 
+OPENED: dict[str, set[str]] = {}  # stage -> the top-level entries of the work folder it opened
+_WATCHING: list[tuple[str, str]] = []  # (work folder, stage) while a stage runs
+
+
+def _audit(event, args):
+    if event != "open" or not _WATCHING or not isinstance(args[0], (str, bytes, os.PathLike)):
+        return
+    root, stage = _WATCHING[-1]
+    path = os.path.abspath(os.fsdecode(args[0]))
+    if path.startswith(root + os.sep) and os.path.basename(path) not in BOOKKEEPING:
+        OPENED.setdefault(stage, set()).add(path[len(root) + 1:].split(os.sep)[0])
+
+
+sys.addaudithook(_audit)
+
+
+def _watched(root: str, name: str, fn):
+    def run(*args):
+        _WATCHING.append((root, name))
+        try:
+            return fn(*args)
+        finally:
+            _WATCHING.pop()
+    return run
+
+
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
+    """A finished demo run (tiny), every file its stages opened recorded in OPENED."""
     work = tmp_path_factory.mktemp("run") / "work"
-    assert main(["run", str(ROOT / "pipelines" / "configs" / "demo.toml"), *overrides(work)]) == 0
+    real = iterations.build_stages
+
+    def watched_stages(config):
+        stages = real(config)
+        for stage in stages:
+            stage.run = _watched(str(work), stage.name, stage.run)
+            stage.refresh = stage.refresh and _watched(str(work), stage.name, stage.refresh)
+        return stages
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(iterations, "build_stages", watched_stages)
+        assert main(["run", str(ROOT / "pipelines" / "configs" / "demo.toml"), *overrides(work)]) == 0
     return work
+
+
+def test_every_stage_opens_exactly_the_stages_it_declares(finished):
+    config = load_config(ROOT / "pipelines" / "configs" / "demo.toml", overrides(finished))
+    wrong = [f"{stage.name}: declares {sorted(stage.reads)}, opened {sorted(OPENED.get(stage.name, set()))}"
+             for stage in build_stages(config)
+             if OPENED.get(stage.name, set()) - {stage.name} != set(stage.reads)]
+    assert wrong == [] and len(OPENED) == 13
 
 
 def last_weights(work, iteration):

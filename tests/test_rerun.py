@@ -1,5 +1,6 @@
 """What a rerun does: nothing is lost, a moved or re-touched corpus changes nothing,
 trained work is moved aside (never deleted), one run per work folder, preemption resumes."""
+import json
 import os
 import re
 import shutil
@@ -14,6 +15,7 @@ import torch
 
 from clustering.synthetic.corpus import make_corpus
 from pipelines.cli import main
+from pipelines.summary import summary
 from pipelines.workdir import work_lock
 from test_pipeline import ROOT, TINY
 
@@ -81,6 +83,13 @@ def test_touched_and_moved_corpus_skips_every_stage_then_more_updates_continue(u
     assert "resuming from update 20" in log and "max_updates 20 -> 30" in log
     assert (work / "it1-train" / "checkpoints" / "update_0000030.pt").exists()
     assert not (work / "superseded").exists()
+    done = json.loads((work / "it1-train" / "DONE.json").read_text())
+    assert [step["budget"] for step in done["extended_from"]] == [{"max_updates": 20}]
+    assert done["output"] != done["hash"]  # a fresh 30-update run (hash alike) gives what follows other inputs
+    main(["status", str(work)])
+    assert "it1-train              done (extended: continues a finished run of max_updates 20)" in \
+        capsys.readouterr().out
+    assert "  extended: it continues a finished run of max_updates 20" in summary(work)
 
 
 @pytest.mark.parametrize("change", [["iteration1.num_units=12"], ["--from", "it1-train"]])
@@ -121,6 +130,7 @@ def loss_then_term(*args, **kwargs):
     return real(*args, **kwargs)
 trainer.hubert_loss = loss_then_term
 from pipelines.cli import main
+from pipelines.summary import summary
 sys.exit(main(sys.argv[1:]))
 """
 

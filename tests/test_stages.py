@@ -1,28 +1,51 @@
 """The stage engine: done stages are skipped, changed settings redo a stage and all after it."""
 import os
+from dataclasses import dataclass, field
 
 import pytest
 
 from clustering.ownership import NotOurs
 
+from pipelines.declaration import Stage
 from pipelines.run_status import describe
-from pipelines.stages import Stage, run_stages
+from pipelines.stages import run_stages
+from pretrain.typed_settings import BUDGET
 
 
-def make_stages(calls, units=100, crash_in=None):
+@dataclass(frozen=True)
+class Kind:
+    kind: str = "mfcc"
+
+
+@dataclass(frozen=True)
+class Units:
+    units: int = 100
+
+
+@dataclass(frozen=True)
+class Nothing:
+    pass
+
+
+@dataclass(frozen=True)
+class Updates:
+    updates: int = field(default=10, metadata=BUDGET)
+
+
+def make_stages(calls, units=100, crash_in=None, updates=10):
     def step(name):
-        def run(folder):
+        def run(inputs, out, settings):
             calls.append(name)
-            (folder / "partial").write_text("x")
+            (out / "partial").write_text("x")
             if name == crash_in:
                 raise KeyboardInterrupt  # killed mid-stage
-            (folder / "out").write_text(name)
+            (out / "out").write_text(name)
         return run
     return [
-        Stage("features", step("features"), {"kind": "mfcc"}),
-        Stage("kmeans", step("kmeans"), {"units": units}, after=("features",)),
-        Stage("labels", step("labels"), {}, after=("kmeans", "features")),
-        Stage("train", step("train"), {"updates": 10}, after=("labels",), resumable=True),
+        Stage("features", step("features"), Kind()),
+        Stage("kmeans", step("kmeans"), Units(units), reads=("features",)),
+        Stage("labels", step("labels"), Nothing(), reads=("kmeans", "features")),
+        Stage("train", step("train"), Updates(updates), reads=("labels",), resumable=True),
     ]
 
 
@@ -73,7 +96,7 @@ def test_status_tells_a_running_stage_from_a_stopped_one(tmp_path):
         seen.append(dict((name, state) for name, state, _ in describe(tmp_path)))
 
     stages = make_stages([])
-    stages[1] = Stage("kmeans", look, {"units": 100}, after=("features",))
+    stages[1] = Stage("kmeans", lambda inputs, out, settings: look(out), Units(), reads=("features",))
     run_stages(stages, tmp_path, log=lambda m: None)
     assert seen[0]["kmeans"].startswith(f"running in process {os.getpid()} on ")
     assert seen[0]["features"] == "done" and seen[0]["labels"] == "pending"
@@ -138,11 +161,35 @@ def test_an_export_stage_redone_is_moved_aside_whole(tmp_path):
 
     def stages(units):
         return make_stages(calls, units=units)[:2] + [
-            Stage("export", lambda folder: (folder / "model.bin").write_text(f"units {units}"), {},
-                  after=("kmeans",), keep=True)]
+            Stage("export", lambda inputs, out, settings: (out / "model.bin").write_text(f"units {units}"),
+                  Nothing(), reads=("kmeans",), keep=True)]
 
     run_stages(stages(100), tmp_path, log=lambda m: None)
     run_stages(stages(500), tmp_path, log=lambda m: None)
     (aside,) = [p for p in (tmp_path / "superseded").iterdir() if p.name.startswith("export-")]
     assert (aside / "model.bin").read_text() == "units 100"
     assert (tmp_path / "export" / "model.bin").read_text() == "units 500"
+
+
+def test_an_extended_run_says_so_and_what_reads_it_differs_from_a_fresh_run_of_the_larger_budget(tmp_path):
+    import json
+
+    def stages(updates):
+        return make_stages([], updates=updates) + [Stage("scan", lambda i, o, s: None, Nothing(), reads=("train",))]
+
+    log = []
+    run_stages(stages(10), tmp_path / "a", log=lambda m: None)
+    run_stages(stages(20), tmp_path / "a", log=log.append)
+    assert "[train] schedule changed (updates 10 -> 20): continuing from the newest checkpoint" in log
+    assert any(line.startswith("[train] done in") and line.endswith("(continues a finished run of updates 10)")
+               for line in log)
+    extended = json.loads((tmp_path / "a" / "train" / "DONE.json").read_text())
+    assert [step["budget"] for step in extended["extended_from"]] == [{"updates": 10}]
+    assert dict((name, state) for name, state, _ in describe(tmp_path / "a"))["train"] == \
+        "done (extended: continues a finished run of updates 10)"
+    run_stages(stages(20), tmp_path / "b", log=lambda m: None)  # a fresh run with the larger budget
+    fresh = json.loads((tmp_path / "b" / "train" / "DONE.json").read_text())
+    assert fresh["hash"] == extended["hash"] and fresh["output"] != extended["output"]
+    scans = [json.loads((tmp_path / w / "scan" / "DONE.json").read_text())["hash"] for w in ("a", "b")]
+    assert scans[0] != scans[1]
+    assert run_stages(stages(20), tmp_path / "a", log=lambda m: None) == []  # the extended run stays done

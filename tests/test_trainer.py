@@ -13,9 +13,10 @@ import torch.multiprocessing as mp
 
 from clustering.labels import LabelError, write_labels, read_labels
 from pretrain import trainer as trainer_module
-from pretrain.model_config import model_preset
+from pretrain.presets import model_preset
 from pretrain.labelled_audio import LabelledAudio
-from pretrain.train_config import apply_overrides, train_preset
+from pretrain.presets import train_preset
+from pretrain.train_config import apply_overrides
 from pretrain.trainer import Preempted, TrainingError, train
 from tone_corpus import make_tone_corpus
 
@@ -53,8 +54,9 @@ KILL_SCRIPT = """
 import os, signal, sys
 sys.path.insert(0, {tests!r})
 from pretrain import trainer
-from pretrain.model_config import model_preset
-from pretrain.train_config import apply_overrides, train_preset
+from pretrain.presets import model_preset
+from pretrain.presets import train_preset
+from pretrain.train_config import apply_overrides
 real_save = trainer.save_checkpoint
 def save_then_die(state, directory, update, keep_last):
     path = real_save(state, directory, update, keep_last)

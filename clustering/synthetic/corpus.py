@@ -33,6 +33,13 @@ SILENCE = "sil"
 MAX_WPM = 300  # espeak's event positions drift above ~450 words per minute
 _STRESS = re.compile("[ˈˌ',]")
 RENDER_ROUND = 32  # utterances synthesised per round
+AUDIO_FOLDER = "wav"  # out_dir/wav/<lang>/<uid>.wav
+TRANSCRIPTS = "transcripts.tsv"
+
+
+def alignment_file(folder: Path, split: str) -> Path:
+    """The 100 Hz phones of `split` in a corpus folder: SPLIT.phn.tsv."""
+    return Path(folder) / f"{split}.phn.tsv"
 
 
 @dataclass(frozen=True)
@@ -197,16 +204,16 @@ def make_corpus(out_dir: str | Path, hours: float = 0.5, languages: tuple[str, .
     in_valid = ensure_valid([rng.random() < valid_percent for _ in specs], valid_percent, seed + 1)
     splits = {"train": ([], []), "valid": ([], [])}
     for spec, (wav, phones), valid in zip(specs, rendered, in_valid):
-        path = out / "wav" / f"{spec.uid}.wav"
+        path = out / AUDIO_FOLDER / f"{spec.uid}.wav"
         path.parent.mkdir(parents=True, exist_ok=True)
         sf.write(path, wav, SAMPLE_RATE, subtype="PCM_16")
         entries, aligned = splits["valid" if valid else "train"]
         entries.append((f"{spec.uid}.wav", len(wav)))
         aligned.append(f"{spec.uid}\t{','.join(phones)}\n")
     for split, (entries, aligned) in splits.items():
-        write_manifest(out / f"{split}.tsv", out / "wav", entries)
-        (out / f"{split}.phn.tsv").write_text("".join(aligned))
-    (out / "transcripts.tsv").write_text("".join(f"{s.uid}\t{' | '.join(s.phrases)}\n" for s in specs))
+        write_manifest(out / f"{split}.tsv", out / AUDIO_FOLDER, entries)
+        alignment_file(out, split).write_text("".join(aligned))
+    (out / TRANSCRIPTS).write_text("".join(f"{s.uid}\t{' | '.join(s.phrases)}\n" for s in specs))
     return _write_summary(out, specs, rendered)
 
 

@@ -50,5 +50,5 @@ def run_pipeline(config, start=None, until=None) -> int:
 
     run_stages(build_stages(config), config.work_dir, start, until)
     if until is None:
-        print(summary(config))
+        print(summary(config.work_dir))
     return 0

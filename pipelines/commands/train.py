@@ -5,11 +5,14 @@ import contextlib
 from pathlib import Path
 
 from clustering.ownership import NotOurs, claim
-from pipelines.run_config import parse_value
+from pipelines.run_config import apply_overrides_to
 from pipelines.spread import worker
 from pipelines.workdir import is_stage_folder, work_lock
-from pretrain.model_config import mask_from_settings, model_from_settings
-from pretrain.train_config import apply_overrides, train_preset
+from pretrain.run_files import CHECKPOINTS
+from pretrain.model_config import mask_from_settings
+from pretrain.presets import model_from_settings, train_preset
+from pretrain.train_config import apply_overrides
+from pretrain.typed_settings import SettingError
 
 from . import add_command
 
@@ -36,20 +39,30 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     from pretrain.trainer import train  # torch: imported only when the command runs
 
-    sections = {"train": {}, "model": {}, "mask": {}}
-    for item in args.overrides:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"override {item!r} must look like key=value, e.g. max_updates=1000")
-        section, dot, name = key.partition(".")
-        sections[section if dot and section in sections else "train"][name if dot else key] = parse_value(value)
-    config = apply_overrides(train_preset(args.model), sections["train"])
-    model = model_from_settings(args.model, sections["model"], "model")
+    model, mask, config = train_settings(args.model, args.overrides)
     with run_folder(args.out) as out:
         result = train(args.manifest_dir, args.labels, out, model, config, init_from=args.init_from,
-                       mask_config=mask_from_settings(sections["mask"], "mask"))
+                       mask_config=mask)
     print(f"finished at update {result.update}; checkpoints in {result.checkpoint_dir}")
     return 0
+
+
+SECTIONS = ("train", "model", "mask")
+
+
+def train_settings(preset: str, overrides: list[str]):
+    """(ModelConfig, MaskConfig, TrainConfig) of `preset` with `overrides` in the syntax of `hubert run`
+    (a bare key is a training setting: max_updates=1000; model.NAME and mask.NAME change the model and
+    masking), every key checked: an unknown section or setting is named before any work."""
+    table = apply_overrides_to({}, overrides, bare="train", example="max_updates=1000")
+    for section in table:
+        if section not in SECTIONS:
+            key = next(item.split("=", 1)[0] for item in overrides if item.startswith(f"{section}."))
+            raise SettingError(f"{key}: unknown section {section!r}; a setting is NAME (training), train.NAME, "
+                               "model.NAME or mask.NAME")
+    return (model_from_settings(preset, table.get("model", {}), "model"),
+            mask_from_settings(table.get("mask", {}), "mask"),
+            apply_overrides(train_preset(preset), table.get("train", {}), "train"))
 
 
 @contextlib.contextmanager
@@ -64,6 +77,6 @@ def run_folder(out: str):
     if is_stage_folder(path):
         raise NotOurs(f"--out: {path} is the {path.name} stage of the `hubert run` in {path.parent}; continue "
                       "it with that `hubert run` command, or give another --out")
-    claim(path, "train", "--out", earlier=lambda folder: (folder / "checkpoints").is_dir())
+    claim(path, "train", "--out", earlier=lambda folder: (folder / CHECKPOINTS).is_dir())
     with work_lock(path):
         yield path
