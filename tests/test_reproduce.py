@@ -67,7 +67,7 @@ def test_the_runs_summary_prints_the_same_answer(reproduced):
     from pipelines.run_config import load_config
     from pipelines.summary import summary
 
-    text = summary(load_config("reproduce-gpu", [f"work_dir={reproduced}", *SHRINK]))
+    text = summary(reproduced)
     headline = json.loads((reproduced / "quality" / "headline.json").read_text())
     prefix = "PNMI on test, layers chosen on valid: "
     line = next(line for line in text.splitlines() if line.startswith(prefix))
