@@ -17,17 +17,17 @@ it block by block. Assignment works in blocks of `BLOCK` frames (`4 * num_units`
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_write, write_text
 from .path_checks import input_file
+from .text_files import read_json
 
 SEED_POINTS_PER_UNIT = 32  # k-means++ seeding runs on at most this many frames per unit
 SEEDINGS = 2  # k-means++ seedings tried; the one with the lowest inertia on its subsample is kept
@@ -102,21 +102,13 @@ class KMeansTeacher:
     def save(self, path: str | Path) -> None:
         """Write `path` (.npy centroids) and `path` with .json (KMeansInfo).
 
-        Both are written under temporary names and renamed when complete; on any error
-        the temporary files are removed, so a failed save leaves nothing half-written.
+        Both are written atomically (`atomic_write`), the .json first, so a failed save leaves
+        nothing half-written.
         """
         path = Path(path)
-        meta = path.with_suffix(".json")
-        tmp_npy, tmp_meta = path.with_name(path.stem + ".tmp.npy"), meta.with_name(meta.stem + ".tmp.json")
-        try:
-            np.save(tmp_npy, self.centroids)
-            tmp_meta.write_text(json.dumps(asdict(self.info), indent=2) + "\n")
-            os.replace(tmp_meta, meta)
-            os.replace(tmp_npy, path)
-        finally:
-            for tmp in (tmp_npy, tmp_meta):
-                with contextlib.suppress(OSError):
-                    tmp.unlink()
+        write_text(path.with_suffix(".json"), json.dumps(asdict(self.info), indent=2) + "\n")
+        with atomic_write(path) as tmp, open(tmp, "wb") as f:
+            np.save(f, self.centroids)
 
     @classmethod
     def load(cls, path: str | Path, trust_pickle: bool = False) -> "KMeansTeacher":
@@ -125,7 +117,7 @@ class KMeansTeacher:
         if path.suffix == ".npy":
             meta = path.with_suffix(".json")
             centroids = np.load(path)
-            info = KMeansInfo(**json.loads(meta.read_text())) if meta.exists() else \
+            info = _read_info(meta) if meta.exists() else \
                 KMeansInfo(num_units=len(centroids), dim=centroids.shape[1], backend="unknown")
             return cls(centroids, info)
         if not trust_pickle:
@@ -136,6 +128,16 @@ class KMeansTeacher:
         model = joblib.load(path)
         centroids = np.asarray(model.cluster_centers_, dtype=np.float32)
         return cls(centroids, KMeansInfo(len(centroids), centroids.shape[1], "sklearn-joblib"))
+
+
+def _read_info(path: Path) -> KMeansInfo:
+    """The KMeansInfo in `path` (a teacher's .json); ValueError naming the file and the fix."""
+    fix = "fit the teacher again with `hubert kmeans`, or delete the .json to load the centroids alone"
+    data = read_json(path, fix)
+    try:
+        return KMeansInfo(**data)
+    except TypeError as error:  # not an object, a key missing or unknown
+        raise ValueError(f"{path}: not the settings of a k-means teacher ({error}); {fix}") from None
 
 
 def file_sha256(path: str | Path) -> str:

@@ -125,6 +125,8 @@ class MicroBatches:
         if self._iterator is None:
             self._iterator = iter(self._loader)
         batch = next(self._iterator)
+        if isinstance(batch, Exception):  # an unreadable audio file, returned by the loader (one line)
+            raise batch
         self.position += 1
         if self.position == len(self.planned.epoch(self.epoch)):
             self.epoch, self.position = self.epoch + 1, 0
