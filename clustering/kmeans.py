@@ -17,13 +17,17 @@ it block by block. Assignment works in blocks of `BLOCK` frames (`4 * num_units`
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import sys
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from .atomic import atomic_write, write_text
 from .path_checks import input_file
@@ -205,14 +209,23 @@ def _best_seeding(feats: np.ndarray, num_units: int, seed: int, device: str = "c
     rng = np.random.default_rng(seed)
     seed_size = min(len(feats), SEED_POINTS_PER_UNIT * num_units)
     best, best_score = None, np.inf
+    bar = _bar(SEEDINGS * num_units, f"k-means++ seeding ({SEEDINGS} tries on {seed_size} frames)", "centre")
     for attempt in range(SEEDINGS):
         subset = np.ascontiguousarray(feats[np.sort(rng.choice(len(feats), seed_size, replace=False))],
                                       dtype=np.float32)
-        init = kmeans_plusplus(torch.from_numpy(subset).to(device), num_units, seed + attempt).cpu().numpy()
+        init = kmeans_plusplus(torch.from_numpy(subset).to(device), num_units, seed + attempt,
+                               bar.update).cpu().numpy()
         score = KMeansTeacher(init, None).inertia(subset, device)
         if score < best_score:
             best, best_score = init, score
+    bar.close()
     return best
+
+
+def _bar(total: int, desc: str, unit: str) -> tqdm:
+    """A progress bar on stderr over range(total), redrawn at most every 2 s (k-means on a large
+    sample takes minutes); `update` it instead when not iterating over it."""
+    return tqdm(range(total), desc=desc, unit=unit, mininterval=2)
 
 
 def _fit_faiss(feats: np.ndarray, num_units: int, seed: int, iterations: int) -> np.ndarray:
@@ -220,11 +233,16 @@ def _fit_faiss(feats: np.ndarray, num_units: int, seed: int, iterations: int) ->
     the reference recipe's k-means++ restarts at the cost of one exact k-means run."""
     import faiss
 
-    init = _best_seeding(feats, num_units, seed)
-    kmeans = faiss.Kmeans(feats.shape[1], num_units, niter=iterations, seed=seed,
-                          max_points_per_centroid=len(feats) // num_units + 1, verbose=False)
-    kmeans.train(feats, init_centroids=init)
-    return kmeans.centroids
+    centroids = _best_seeding(feats, num_units, seed)
+    # one faiss call per iteration, for the progress bar: the same centroids as one call of
+    # `iterations` (faiss starts each from the centroids given, and splits empty clusters with a
+    # generator seeded afresh at every iteration either way)
+    for _ in _bar(iterations, f"k-means iterations ({len(feats)} frames)", "it"):
+        kmeans = faiss.Kmeans(feats.shape[1], num_units, niter=1, seed=seed,
+                              max_points_per_centroid=len(feats) // num_units + 1, verbose=False)
+        kmeans.train(feats, init_centroids=centroids)
+        centroids = kmeans.centroids
+    return centroids
 
 
 def _fit_torch(feats: np.ndarray, num_units: int, seed: int, iterations: int, device: str) -> np.ndarray:
@@ -234,17 +252,18 @@ def _fit_torch(feats: np.ndarray, num_units: int, seed: int, iterations: int, de
 
     centroids = torch.from_numpy(_best_seeding(feats, num_units, seed, device)).to(device)
     data = _resident(torch.from_numpy(np.ascontiguousarray(feats)), device)
-    for _ in range(iterations):
+    for _ in _bar(iterations, f"k-means iterations ({len(feats)} frames)", "it"):
         sums, counts = _cluster_sums(data, centroids, device)
         centroids = _moved_centroids(centroids, sums, counts)
     return centroids.cpu().numpy()
 
 
-def kmeans_plusplus(points, num_units: int, seed: int):
+def kmeans_plusplus(points, num_units: int, seed: int, progress=None):
     """Greedy k-means++ in torch on the points' device, as scikit-learn's `kmeans_plusplus`: 2 + ln K
     local trials per centre, the one that lowers the potential most kept, with the very random draws
     of its `RandomState(seed)` (they do not depend on the data, so they are drawn up front) and
-    distances in float64, so it picks the same centres. points (n, dim) float32 -> (num_units, dim)."""
+    distances in float64, so it picks the same centres. points (n, dim) float32 -> (num_units, dim).
+    `progress(1)` is called after each centre chosen (a progress bar's update)."""
     import torch
 
     count = len(points)
@@ -258,6 +277,8 @@ def kmeans_plusplus(points, num_units: int, seed: int):
     closest = _squared_distances(x[first:first + 1], x, sq_norms)[0]  # (n,)
     potential = closest.sum()
     chosen = [torch.tensor(first, device=points.device)]
+    progress = progress or (lambda count: None)
+    progress(1)
     for step in range(num_units - 1):
         candidates = torch.searchsorted(torch.cumsum(closest, 0), draws[step] * potential).clamp(max=count - 1)
         distances = torch.minimum(closest[None, :], _squared_distances(x[candidates], x, sq_norms))
@@ -265,6 +286,7 @@ def kmeans_plusplus(points, num_units: int, seed: int):
         best = potentials.argmin()
         closest, potential = distances[best], potentials[best]
         chosen.append(candidates[best])
+        progress(1)
     return points[torch.stack(chosen)]
 
 
@@ -326,5 +348,24 @@ def _fit_sklearn(feats: np.ndarray, num_units: int) -> np.ndarray:
     model = MiniBatchKMeans(n_clusters=num_units, init="k-means++", max_iter=100,
                             batch_size=10000, tol=0.0, max_no_improvement=100, n_init=20,
                             reassignment_ratio=0.0, compute_labels=False, random_state=0)
-    model.fit(feats)
+    with _heartbeat(f"k-means (sklearn, {len(feats)} frames)"):
+        model.fit(feats)
     return model.cluster_centers_
+
+
+@contextlib.contextmanager
+def _heartbeat(desc: str, every: float = 10.0):
+    """A line on stderr every `every` seconds while the block runs: scikit-learn's fit reports nothing."""
+    stop, start = threading.Event(), time.time()
+
+    def beat():
+        while not stop.wait(every):
+            print(f"{desc}: still fitting, {time.time() - start:.0f} s", file=sys.stderr, flush=True)
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()

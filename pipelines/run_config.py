@@ -10,6 +10,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from clustering.synthetic.corpus import hours_problem
+from clustering.text_files import read_text
 from pretrain.train_config import PRESETS
 from pretrain.typed_settings import SettingError, at_least, fraction, from_dict, one_of, positive
 
@@ -24,6 +26,8 @@ class CorpusSettings:
 
     def __post_init__(self):
         positive(self, "hours")
+        if hours_problem(self.hours):
+            raise SettingError(f"hours: {hours_problem(self.hours)}")
         if not self.languages:
             raise SettingError("languages: name at least one language, e.g. en,de,fr")
 
@@ -125,11 +129,12 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> PipelineC
     if path is not None:
         path = config_path(path)
         try:
-            data = tomllib.loads(path.read_text())
+            data = tomllib.loads(read_text(path))
         except (FileNotFoundError, IsADirectoryError):
             raise FileNotFoundError(f"{path}: config not found (`hubert configs` lists the shipped ones)") from None
         except tomllib.TOMLDecodeError as error:
-            raise ValueError(f"{path}: not valid TOML: {error}") from None
+            raise ValueError(f"{path}: not valid TOML ({error}); fix it there: `key = value` lines under "
+                             "[section] headers, text in quotes (`hubert configs` shows examples)") from None
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep:
@@ -183,6 +188,19 @@ def check_config(config: PipelineConfig) -> None:
             raise SettingError(f"iteration2.layer: {two.layer} is deeper than the teacher's {depth} layers; "
                                f"choose 1..{depth}")
     _check_paths(config)
+    _check_runnable(config)
+
+
+def _check_runnable(config: PipelineConfig) -> None:
+    """Each iteration's crop and minimum length give a frame of its model; a CUDA device is there."""
+    from pretrain.model_config import model_from_settings
+    from pretrain.train_config import apply_overrides, check_device, check_runnable, train_preset
+
+    check_device(config.device, "device")
+    for name in ("iteration1", "iteration2"):
+        it = getattr(config, name)
+        train = apply_overrides(train_preset(it.model), it.train, f"{name}.train")
+        check_runnable(train, model_from_settings(it.model, it.model_settings).conv_spec, f"{name}.train.")
 
 
 def _check_auto_layer(config: PipelineConfig) -> None:

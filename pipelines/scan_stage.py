@@ -19,6 +19,7 @@ from pathlib import Path
 from clustering.alignments import load_alignments
 from clustering.layer_pnmi import pnmi_per_layer
 from clustering.manifest import Manifest, read_manifest
+from clustering.text_files import read_json
 
 from .run_config import PipelineConfig
 
@@ -108,9 +109,14 @@ def read_scan(work: Path, number: int) -> dict | None:
     path = work / f"it{number}-scan" / SCAN
     if not path.exists():
         return None
-    scan = json.loads(path.read_text())
-    scan["by_update"] = {int(u): {split: {int(k): v for k, v in scores.items()} for split, scores in splits.items()}
-                         for u, splits in scan["by_update"].items()}
+    fix = f"rerun the scan with --from {path.parent.name}"
+    scan = read_json(path, fix)
+    try:
+        scan["by_update"] = {int(u): {split: {int(k): v for k, v in scores.items()} for split, scores in
+                                      splits.items()} for u, splits in scan["by_update"].items()}
+        int(scan["chosen"]["layer"])
+    except (KeyError, TypeError, AttributeError, ValueError) as error:
+        raise ValueError(f"{path}: not a layer scan ({type(error).__name__}: {error}); {fix}") from None
     return scan
 
 

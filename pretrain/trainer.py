@@ -39,7 +39,7 @@ from .distributed import Workers, setup_workers, teardown_workers
 from .loss import hubert_loss
 from .model import HubertPretrain, compile_regions, set_kernels
 from .model_io import model_state
-from .train_config import TrainConfig
+from .train_config import TrainConfig, check_runnable
 
 STATS = ("masked_ce", "unmasked_ce", "num_masked", "num_unmasked", "masked_correct",
          "unmasked_correct", "feature_penalty")  # sums over frames, kept on the device
@@ -158,6 +158,7 @@ def train(manifest_dir: str | Path, label_dirs: list[str | Path], out_dir: str |
     `label_dirs`; checkpoints and logs go to `out_dir`. Resumes from `out_dir/checkpoints`
     when it holds a checkpoint (made with the same model and masking settings, which every
     checkpoint records); `init_from` starts a new run from existing weights."""
+    check_runnable(config, model_config.conv_spec)
     workers = setup_workers(config.device)
     settings = (model_config, mask_config or MaskConfig())
     try:
