@@ -370,10 +370,16 @@ def _note_schedule_change(saved: dict, config: TrainConfig, update: int, log) ->
 def _valid_data(manifest_dir: Path, label_dirs: list[Path], config: TrainConfig, log) -> LabelledAudio | None:
     """The valid split, or None (said once) when there is none to validate on."""
     path = manifest_dir / "valid.tsv"
-    usable = path.exists() and any(n >= config.min_sample_size for n in read_manifest(path).sizes)
-    if not usable:
-        log(f"note: no validation: {path} has no utterance of at least {config.min_sample_size} samples, "
-            "so there is no valid loss and no best.pt (set valid_percent > 0 for a valid split)")
+    sizes = read_manifest(path).sizes if path.exists() else ()
+    if not any(n >= config.min_sample_size for n in sizes):
+        if sizes:
+            why = (f"the {len(sizes)} utterance(s) of {path} are all shorter than min_sample_size = "
+                   f"{config.min_sample_size} samples ({config.min_sample_size / SAMPLE_RATE:g} s)")
+            fix = "lower min_sample_size or hold out longer audio"
+        else:
+            why = f"{path} lists no utterance" if path.exists() else f"there is no {path}"
+            fix = "set valid_percent > 0 for a valid split"
+        log(f"note: no validation: {why}, so there is no valid loss and no best.pt ({fix})")
         return None
     return LabelledAudio(path, label_dirs, config.min_sample_size)
 
