@@ -106,13 +106,14 @@ class KMeansTeacher:
     def save(self, path: str | Path) -> None:
         """Write `path` (.npy centroids) and `path` with .json (KMeansInfo).
 
-        Both are written atomically (`atomic_write`), the .json first, so a failed save leaves
-        nothing half-written.
+        Both are written under temporary names (`atomic_write`) and renamed when complete, the
+        .json first, so a failed save leaves nothing half-written.
         """
         path = Path(path)
-        write_text(path.with_suffix(".json"), json.dumps(asdict(self.info), indent=2) + "\n")
-        with atomic_write(path) as tmp, open(tmp, "wb") as f:
-            np.save(f, self.centroids)
+        with atomic_write(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, self.centroids)
+            write_text(path.with_suffix(".json"), json.dumps(asdict(self.info), indent=2) + "\n")
 
     @classmethod
     def load(cls, path: str | Path, trust_pickle: bool = False) -> "KMeansTeacher":

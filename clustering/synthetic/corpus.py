@@ -201,8 +201,8 @@ def make_corpus(out_dir: str | Path, hours: float = 0.5, languages: tuple[str, .
 
 
 # The built-in corpus is for demos and experiments at laptop or one-GPU scale (reproduce-gpu uses 5 h).
-# Its cap keeps a typo from running for days: 100 h takes about 4 h to render on 2 cores and
-# 11 GiB of disk (benchmarks/RESULTS.md); more speech than that should be real speech.
+# The cap keeps a typo (1e9) from rendering for days: 100 h is 11 GB of 16-bit audio and hours of
+# synthesis (speed in benchmarks/RESULTS.md); beyond it, real speech serves better.
 MAX_HOURS = 100.0
 
 
@@ -212,7 +212,7 @@ def hours_problem(hours: float) -> str:
         return f"must be positive, got {hours:g}; e.g. 0.5 for half an hour of speech"
     if hours > MAX_HOURS:
         return (f"{hours:g} is above the built-in corpus's cap of {MAX_HOURS:g} h (synthesis for demos and "
-                "small experiments: 100 h already takes hours to render and 11 GiB of disk); use real "
+                "small experiments: 100 h already takes hours to render and 11 GB of disk); use real "
                 "speech for more (audio_dir=, or `hubert manifest`)")
     return ""
 
