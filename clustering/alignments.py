@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .audio import ALIGNMENT_RATE
+from .text_files import UTF16_MARKS, decode_text
 
 SILENCE = "sil"
 FORMATS = ("tsv", "textgrid", "htk", "xwaves")  # "lab" as well: HTK or Xwaves, read from the content
@@ -45,9 +46,9 @@ def segments_to_frames(segments: Segments, rate: int = ALIGNMENT_RATE) -> list[s
 def _read_text(path: str | Path) -> str:
     """A text file as str; Praat writes UTF-16 (with a byte-order mark) when a label is not ASCII."""
     data = Path(path).read_bytes()
-    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+    if data[:2] in UTF16_MARKS:
         return data.decode("utf-16")
-    return data.decode("utf-8-sig")
+    return decode_text(data, path)
 
 
 def read_tsv_alignments(path: str | Path) -> dict[str, list[str]]:

@@ -124,6 +124,21 @@ def load_audio(path: str | Path, min_samples: int = 1) -> np.ndarray:
     return np.ascontiguousarray(wav, dtype=np.float32)
 
 
+MOVED_AUDIO_FIX = ("it was moved or deleted after the manifest was written: put it back, or rescan the audio "
+                   "folder with `hubert manifest`")
+
+
+def load_listed_audio(path: str | Path, line: int) -> np.ndarray:
+    """`load_audio` of the file on manifest line `line`; AudioError naming the file, the line and the fix."""
+    path = Path(path)
+    if not path.is_file():
+        raise AudioError(f"{path} (manifest line {line}): audio file not found; {MOVED_AUDIO_FIX}")
+    try:
+        return load_audio(path)
+    except AudioError as error:
+        raise AudioError(f"{path} (manifest line {line}): {str(error).removeprefix(f'{path}: ')}") from None
+
+
 def resample(wav: np.ndarray, rate: int) -> np.ndarray:
     """Resample mono `wav` (samples,) from `rate` Hz to SAMPLE_RATE."""
     import torch

@@ -11,7 +11,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .audio import AUDIO_EXTENSIONS, AudioError, load_audio, short_audio_reason
-from .manifest import check_valid_percent, ensure_valid, write_manifest
+from .manifest import check_valid_percent, ensure_valid, unlistable, write_manifest
 from .path_checks import input_folder, output_folder
 
 
@@ -134,8 +134,8 @@ def scan_audio(audio_dir: str | Path, extensions: tuple[str, ...] = AUDIO_EXTENS
     Each file goes to valid with probability `valid_percent`, decided by a
     generator seeded with `seed` in sorted path order, so a seed fixes the split;
     with `valid_percent` > 0 and two good files or more, valid gets at least one.
-    Files shorter than MIN_AUDIO_SAMPLES are rejected, as are dangling links and
-    link loops (see `walk_audio`). With `strict`, the first bad file raises
+    Files shorter than MIN_AUDIO_SAMPLES are rejected, as are files whose name a manifest
+    cannot hold (a tab or line break: `unlistable`), dangling links and link loops (see `walk_audio`). With `strict`, the first bad file raises
     AudioError instead of being rejected.
     """
     check_valid_percent(valid_percent)
@@ -143,8 +143,13 @@ def scan_audio(audio_dir: str | Path, extensions: tuple[str, ...] = AUDIO_EXTENS
     relpaths, skipped = walk_audio(audio_dir, extensions)
     if not relpaths:
         raise AudioError(f"{audio_dir}: no files with extension {', '.join(extensions)}")
+    badly_named = [(rel, unlistable(rel)) for rel in relpaths if unlistable(rel)]
+    if badly_named and strict:
+        rel, reason = badly_named[0]
+        raise AudioError(f"{str(audio_dir / rel)!r}: {reason} (rerun without --strict to skip it)")
+    relpaths = [rel for rel in relpaths if not unlistable(rel)]
     probed = _probe_all([str(audio_dir / r) for r in relpaths], jobs)
-    result, good = ScanResult([], [], list(skipped)), []
+    result, good = ScanResult([], [], sorted(skipped + badly_named)), []
     for rel, (size, reason) in zip(relpaths, probed):
         if reason and strict:
             raise AudioError(f"{audio_dir / rel}: {reason} (rerun without --strict to skip it)")
@@ -177,7 +182,8 @@ def write_scan(result: ScanResult, audio_dir: str | Path, out_dir: str | Path) -
     out_dir = output_folder(out_dir)
     write_manifest(out_dir / "train.tsv", audio_dir, result.train)
     write_manifest(out_dir / "valid.tsv", audio_dir, result.valid)
-    lines = "".join(f"{rel}\t{reason}\n" for rel, reason in result.rejected)
+    shown = [(repr(rel)[1:-1] if unlistable(rel) else rel, reason) for rel, reason in result.rejected]
+    lines = "".join(f"{rel}\t{reason}\n" for rel, reason in shown)  # a tab or newline in a name escaped
     (out_dir / REJECTED).write_text("path\treason\n" + lines, encoding="utf-8")
 
 

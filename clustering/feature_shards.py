@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+from tqdm import tqdm
 
 _HEADER_BYTES = 128  # fixed, so the final shape can be patched in place
 
@@ -118,7 +119,9 @@ class FeatureShards:
         keep = None if fits >= total else np.sort(np.random.default_rng(seed).choice(total, fits, replace=False))
         out = np.empty((total if keep is None else len(keep), self.dim), dtype)
         filled, first = 0, 0  # rows written; index of the current utterance's first frame in the sample
-        for i, count in zip(indices, counts):
+        bar = tqdm(zip(indices, counts), total=len(indices), desc=f"k-means sample ({out.nbytes / 2**20:.0f} MiB)",
+                   unit="utt", mininterval=2)
+        for i, count in bar:
             rows = self[i]
             if keep is not None:
                 rows = rows[keep[np.searchsorted(keep, first):np.searchsorted(keep, first + count)] - first]

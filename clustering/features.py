@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,8 @@ from typing import Callable, Iterator, Protocol
 import numpy as np
 from tqdm import tqdm
 
-from .audio import MFCC_HOP, MFCC_WINDOW, SAMPLE_RATE, load_audio, short_audio_reason
+from .atomic import atomic_write, write_text
+from .audio import MFCC_HOP, MFCC_WINDOW, SAMPLE_RATE, load_listed_audio, short_audio_reason
 from .heap import reuse_freed_memory
 from .manifest import Manifest
 from .path_checks import output_folder
@@ -148,7 +148,7 @@ def utterance_features(feature_fn: FeatureFn, path: Path, line: int) -> np.ndarr
     An error of the feature function is raised again as FeatureError naming the file and the
     line, with the fix when the audio is shorter than one frame.
     """
-    wav = load_audio(path)
+    wav = load_listed_audio(path, line)
     try:
         return np.asarray(feature_fn(wav), dtype=np.float32)
     except Exception as error:
@@ -196,9 +196,10 @@ def dump_features(manifest: Manifest, feature_fn: FeatureFn | BatchedFeatures, o
                   split: str, rank: int = 0, nshard: int = 1, jobs: int = 1) -> tuple[Path, Path]:
     """Compute `feature_fn` for this shard's utterances and write the .npy/.len pair.
 
-    Output goes to temporary names and is renamed only when complete, so a job
-    killed at any point leaves no partial shard and its rerun writes the same
-    bytes. A shard whose two files already exist is left as it is. `jobs` > 1
+    Output goes to temporary names (`atomic_write`, one per process) and is renamed only when
+    complete, so a job killed at any point leaves no partial shard and its rerun writes the
+    same bytes, and two jobs dumping the same shard at once both succeed (the last rename wins,
+    with the same bytes). A shard whose two files already exist is left as it is. `jobs` > 1
     decodes and computes a plain feature function in that many processes (order
     is kept); a BatchedFeatures computes in its own batches. An utterance the
     feature function fails on raises FeatureError naming its audio file and line.
@@ -207,15 +208,13 @@ def dump_features(manifest: Manifest, feature_fn: FeatureFn | BatchedFeatures, o
     if npy_path.exists() and len_path.exists():
         return npy_path, len_path
     lines = manifest.shard(rank, nshard)
-    tmp_npy, tmp_len = (p.with_name(p.name + ".tmp") for p in (npy_path, len_path))
     reuse_freed_memory()  # inherited by the forked workers
-    with NpyRowWriter(tmp_npy) as writer:
-        lengths = []
-        for feats in tqdm(shard_features(manifest, feature_fn, lines, jobs), total=len(lines),
-                          desc=f"features {split} {rank}/{nshard}", unit="utt", mininterval=2):
-            writer.append(feats)
-            lengths.append(len(feats))
-    tmp_len.write_text("".join(f"{n}\n" for n in lengths))
-    os.replace(tmp_len, len_path)
-    os.replace(tmp_npy, npy_path)  # the .npy appears last: its presence means the shard is whole
+    with atomic_write(npy_path) as tmp_npy:  # the .npy appears last: its presence means the shard is whole
+        with NpyRowWriter(tmp_npy) as writer:
+            lengths = []
+            for feats in tqdm(shard_features(manifest, feature_fn, lines, jobs), total=len(lines),
+                              desc=f"features {split} {rank}/{nshard}", unit="utt", mininterval=2):
+                writer.append(feats)
+                lengths.append(len(feats))
+        write_text(len_path, "".join(f"{n}\n" for n in lengths))
     return npy_path, len_path

@@ -20,14 +20,18 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
+import sys
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
+from .atomic import atomic_write, write_text
 from .path_checks import input_file
+from .text_files import read_json
 
 SEED_POINTS_PER_UNIT = 32  # k-means++ seeding runs on at most this many frames per unit
 SEEDINGS = 2  # k-means++ seedings tried; the one with the lowest inertia on its subsample is kept
@@ -102,21 +106,14 @@ class KMeansTeacher:
     def save(self, path: str | Path) -> None:
         """Write `path` (.npy centroids) and `path` with .json (KMeansInfo).
 
-        Both are written under temporary names and renamed when complete; on any error
-        the temporary files are removed, so a failed save leaves nothing half-written.
+        Both are written under temporary names (`atomic_write`) and renamed when complete, the
+        .json first, so a failed save leaves nothing half-written.
         """
         path = Path(path)
-        meta = path.with_suffix(".json")
-        tmp_npy, tmp_meta = path.with_name(path.stem + ".tmp.npy"), meta.with_name(meta.stem + ".tmp.json")
-        try:
-            np.save(tmp_npy, self.centroids)
-            tmp_meta.write_text(json.dumps(asdict(self.info), indent=2) + "\n")
-            os.replace(tmp_meta, meta)
-            os.replace(tmp_npy, path)
-        finally:
-            for tmp in (tmp_npy, tmp_meta):
-                with contextlib.suppress(OSError):
-                    tmp.unlink()
+        with atomic_write(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, self.centroids)
+            write_text(path.with_suffix(".json"), json.dumps(asdict(self.info), indent=2) + "\n")
 
     @classmethod
     def load(cls, path: str | Path, trust_pickle: bool = False) -> "KMeansTeacher":
@@ -125,7 +122,7 @@ class KMeansTeacher:
         if path.suffix == ".npy":
             meta = path.with_suffix(".json")
             centroids = np.load(path)
-            info = KMeansInfo(**json.loads(meta.read_text())) if meta.exists() else \
+            info = _read_info(meta) if meta.exists() else \
                 KMeansInfo(num_units=len(centroids), dim=centroids.shape[1], backend="unknown")
             return cls(centroids, info)
         if not trust_pickle:
@@ -136,6 +133,16 @@ class KMeansTeacher:
         model = joblib.load(path)
         centroids = np.asarray(model.cluster_centers_, dtype=np.float32)
         return cls(centroids, KMeansInfo(len(centroids), centroids.shape[1], "sklearn-joblib"))
+
+
+def _read_info(path: Path) -> KMeansInfo:
+    """The KMeansInfo in `path` (a teacher's .json); ValueError naming the file and the fix."""
+    fix = "fit the teacher again with `hubert kmeans`, or delete the .json to load the centroids alone"
+    data = read_json(path, fix)
+    try:
+        return KMeansInfo(**data)
+    except TypeError as error:  # not an object, a key missing or unknown
+        raise ValueError(f"{path}: not the settings of a k-means teacher ({error}); {fix}") from None
 
 
 def file_sha256(path: str | Path) -> str:
@@ -203,14 +210,23 @@ def _best_seeding(feats: np.ndarray, num_units: int, seed: int, device: str = "c
     rng = np.random.default_rng(seed)
     seed_size = min(len(feats), SEED_POINTS_PER_UNIT * num_units)
     best, best_score = None, np.inf
+    bar = _bar(SEEDINGS * num_units, f"k-means++ seeding ({SEEDINGS} tries on {seed_size} frames)", "centre")
     for attempt in range(SEEDINGS):
         subset = np.ascontiguousarray(feats[np.sort(rng.choice(len(feats), seed_size, replace=False))],
                                       dtype=np.float32)
-        init = kmeans_plusplus(torch.from_numpy(subset).to(device), num_units, seed + attempt).cpu().numpy()
+        init = kmeans_plusplus(torch.from_numpy(subset).to(device), num_units, seed + attempt,
+                               bar.update).cpu().numpy()
         score = KMeansTeacher(init, None).inertia(subset, device)
         if score < best_score:
             best, best_score = init, score
+    bar.close()
     return best
+
+
+def _bar(total: int, desc: str, unit: str) -> tqdm:
+    """A progress bar on stderr over range(total), redrawn at most every 2 s (k-means on a large
+    sample takes minutes); `update` it instead when not iterating over it."""
+    return tqdm(range(total), desc=desc, unit=unit, mininterval=2)
 
 
 def _fit_faiss(feats: np.ndarray, num_units: int, seed: int, iterations: int) -> np.ndarray:
@@ -218,11 +234,16 @@ def _fit_faiss(feats: np.ndarray, num_units: int, seed: int, iterations: int) ->
     the reference recipe's k-means++ restarts at the cost of one exact k-means run."""
     import faiss
 
-    init = _best_seeding(feats, num_units, seed)
-    kmeans = faiss.Kmeans(feats.shape[1], num_units, niter=iterations, seed=seed,
-                          max_points_per_centroid=len(feats) // num_units + 1, verbose=False)
-    kmeans.train(feats, init_centroids=init)
-    return kmeans.centroids
+    centroids = _best_seeding(feats, num_units, seed)
+    # one faiss call per iteration, for the progress bar: the same centroids as one call of
+    # `iterations` (faiss starts each from the centroids given, and splits empty clusters with a
+    # generator seeded afresh at every iteration either way)
+    for _ in _bar(iterations, f"k-means iterations ({len(feats)} frames)", "it"):
+        kmeans = faiss.Kmeans(feats.shape[1], num_units, niter=1, seed=seed,
+                              max_points_per_centroid=len(feats) // num_units + 1, verbose=False)
+        kmeans.train(feats, init_centroids=centroids)
+        centroids = kmeans.centroids
+    return centroids
 
 
 def _fit_torch(feats: np.ndarray, num_units: int, seed: int, iterations: int, device: str) -> np.ndarray:
@@ -232,17 +253,18 @@ def _fit_torch(feats: np.ndarray, num_units: int, seed: int, iterations: int, de
 
     centroids = torch.from_numpy(_best_seeding(feats, num_units, seed, device)).to(device)
     data = _resident(torch.from_numpy(np.ascontiguousarray(feats)), device)
-    for _ in range(iterations):
+    for _ in _bar(iterations, f"k-means iterations ({len(feats)} frames)", "it"):
         sums, counts = _cluster_sums(data, centroids, device)
         centroids = _moved_centroids(centroids, sums, counts)
     return centroids.cpu().numpy()
 
 
-def kmeans_plusplus(points, num_units: int, seed: int):
+def kmeans_plusplus(points, num_units: int, seed: int, progress=None):
     """Greedy k-means++ in torch on the points' device, as scikit-learn's `kmeans_plusplus`: 2 + ln K
     local trials per centre, the one that lowers the potential most kept, with the very random draws
     of its `RandomState(seed)` (they do not depend on the data, so they are drawn up front) and
-    distances in float64, so it picks the same centres. points (n, dim) float32 -> (num_units, dim)."""
+    distances in float64, so it picks the same centres. points (n, dim) float32 -> (num_units, dim).
+    `progress(1)` is called after each centre chosen (a progress bar's update)."""
     import torch
 
     count = len(points)
@@ -256,6 +278,8 @@ def kmeans_plusplus(points, num_units: int, seed: int):
     closest = _squared_distances(x[first:first + 1], x, sq_norms)[0]  # (n,)
     potential = closest.sum()
     chosen = [torch.tensor(first, device=points.device)]
+    progress = progress or (lambda count: None)
+    progress(1)
     for step in range(num_units - 1):
         candidates = torch.searchsorted(torch.cumsum(closest, 0), draws[step] * potential).clamp(max=count - 1)
         distances = torch.minimum(closest[None, :], _squared_distances(x[candidates], x, sq_norms))
@@ -263,6 +287,7 @@ def kmeans_plusplus(points, num_units: int, seed: int):
         best = potentials.argmin()
         closest, potential = distances[best], potentials[best]
         chosen.append(candidates[best])
+        progress(1)
     return points[torch.stack(chosen)]
 
 
@@ -324,5 +349,24 @@ def _fit_sklearn(feats: np.ndarray, num_units: int) -> np.ndarray:
     model = MiniBatchKMeans(n_clusters=num_units, init="k-means++", max_iter=100,
                             batch_size=10000, tol=0.0, max_no_improvement=100, n_init=20,
                             reassignment_ratio=0.0, compute_labels=False, random_state=0)
-    model.fit(feats)
+    with _heartbeat(f"k-means (sklearn, {len(feats)} frames)"):
+        model.fit(feats)
     return model.cluster_centers_
+
+
+@contextlib.contextmanager
+def _heartbeat(desc: str, every: float = 10.0):
+    """A line on stderr every `every` seconds while the block runs: scikit-learn's fit reports nothing."""
+    stop, start = threading.Event(), time.time()
+
+    def beat():
+        while not stop.wait(every):
+            print(f"{desc}: still fitting, {time.time() - start:.0f} s", file=sys.stderr, flush=True)
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()

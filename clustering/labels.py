@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import write_text
 from .audio import SAMPLE_RATE, total_stride
 from .path_checks import input_file
+from .text_files import TextFileError, read_json, read_text
 
 
 LABEL_INFO = "labels.json"
@@ -35,7 +36,7 @@ class LabelInfo:
     # labels were computed with: [[400, 160]] for MFCC, the teacher's CNN for layer labels ([] = not recorded)
 
     def save(self, directory: str | Path) -> None:
-        _atomic_write(Path(directory) / LABEL_INFO, json.dumps(asdict(self), indent=2) + "\n")
+        write_text(Path(directory) / LABEL_INFO, json.dumps(asdict(self), indent=2) + "\n")
 
     @classmethod
     def load(cls, directory: str | Path) -> "LabelInfo":
@@ -44,9 +45,9 @@ class LabelInfo:
         if not path.is_file():
             raise LabelError(f"{path}: missing; label directories are made by `hubert labels`")
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise LabelError(f"{path}: not valid JSON ({error}); rerun `hubert labels` to rewrite it") from None
+            data = read_json(path, "rerun `hubert labels` to rewrite it")
+        except TextFileError as error:
+            raise LabelError(str(error)) from None
         _check_info_keys(path, data)
         return cls(**data)
 
@@ -105,10 +106,11 @@ def _check_info_values(path: Path, data: dict) -> None:
 
 
 def read_labels(path: str | Path) -> list[np.ndarray]:
-    """Unit ids per utterance, in file order; each an int64 array (frames,)."""
+    """Unit ids per utterance, in file order; each an int64 array (frames,). Blank lines at the end
+    are dropped (editors add them); a blank line before the last is an utterance without labels."""
     path = input_file(path, "label file")
     rows = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(read_text(path).rstrip("\r\n\t ").splitlines(), start=1):
         try:
             rows.append(np.array(line.split(), dtype=np.int64))
         except ValueError:
@@ -118,18 +120,12 @@ def read_labels(path: str | Path) -> list[np.ndarray]:
 
 def write_labels(path: str | Path, rows) -> None:
     """Write unit ids per utterance atomically, one line each."""
-    _atomic_write(Path(path), "".join(" ".join(map(str, r)) + "\n" for r in rows))
+    write_text(Path(path), "".join(" ".join(map(str, r)) + "\n" for r in rows))
 
 
 def write_dictionary(directory: str | Path, num_units: int) -> None:
     """dict.km.txt with `i 1` for every unit 0..num_units-1."""
-    _atomic_write(Path(directory) / "dict.km.txt", "".join(f"{i} 1\n" for i in range(num_units)))
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_text(Path(directory) / "dict.km.txt", "".join(f"{i} 1\n" for i in range(num_units)))
 
 
 def check_labels(path: str | Path, rows: list[np.ndarray], manifest, label_rate: float,
@@ -189,7 +185,7 @@ def check_dictionary(directory: str | Path, num_units: int) -> None:
     path = Path(directory) / "dict.km.txt"
     if not path.exists():
         raise LabelError(f"{path}: missing; rerun `hubert labels`")
-    units = [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+    units = [line.split()[0] for line in read_text(path).splitlines() if line.strip()]
     if units != [str(i) for i in range(num_units)]:
         raise LabelError(f"{path}: lists {len(units)} units, expected 0..{num_units - 1} in order; "
                          "an incomplete dictionary silently maps labels to <unk>")
@@ -198,7 +194,7 @@ def check_dictionary(directory: str | Path, num_units: int) -> None:
 def load_checked_labels(directory: str | Path, split: str, manifest) -> tuple[LabelInfo, list[np.ndarray]]:
     """labels.json, dictionary and `{split}.km` of `directory`, checked against `manifest`."""
     info = LabelInfo.load(directory)
-    info.check_lines(Path(directory) / "labels.json", split, len(manifest))
+    info.check_lines(Path(directory) / LABEL_INFO, split, len(manifest))
     check_dictionary(directory, info.num_units)
     path = Path(directory) / f"{split}.km"
     if not path.exists():

@@ -12,6 +12,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from .atomic import write_text
+from .audio import MOVED_AUDIO_FIX
+
 
 class ManifestError(ValueError):
     """A malformed manifest; the message names the file, the line and the fix."""
@@ -93,7 +96,7 @@ def _manifest_lines(path: Path) -> list[str]:
     if path.is_dir():
         raise ManifestError(f"{path}: is a folder; give the manifest file in it (e.g. {path / 'train.tsv'})")
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()  # a byte-order mark is dropped
     except FileNotFoundError:
         raise ManifestError(f"{path}: manifest not found; make one with `hubert manifest AUDIO_DIR OUT_DIR`") from None
     except UnicodeDecodeError:
@@ -105,6 +108,18 @@ def _manifest_lines(path: Path) -> list[str]:
         raise ManifestError(f"{path}:1: first line must be the audio root folder, got {lines[0]!r}; "
                             "add it (the folder the relative paths start from) above this line")
     return lines
+
+
+def check_audio_present(manifest: Manifest, source: str | Path) -> None:
+    """ManifestError, before any work, when the audio root of `manifest` (read from `source`) or its
+    first utterance is missing: the audio moved after the manifest was written."""
+    if not manifest.root.is_dir():
+        raise ManifestError(f"{source}:1: audio folder {manifest.root} no longer exists (the audio moved after "
+                            "this manifest was written); write its new folder on line 1, or rescan the audio "
+                            "with `hubert manifest`")
+    if len(manifest) and not manifest.audio_path(0).is_file():
+        raise ManifestError(f"{source}:{manifest.line_number(0)}: {manifest.audio_path(0)} not found; "
+                            f"{MOVED_AUDIO_FIX}")
 
 
 def check_valid_percent(valid_percent: float) -> None:
@@ -123,10 +138,25 @@ def ensure_valid(in_valid: list[bool], valid_percent: float, seed: int) -> list[
     return [i == chosen for i in range(len(in_valid))]
 
 
+# A manifest line is `relpath<TAB>samples` and lines are split as str.splitlines() splits them.
+SEPARATORS = "\t\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"
+
+
+def unlistable(relpath: str) -> str:
+    """Why `relpath` cannot be written on a manifest line ("" when it can): a tab or a line break in it."""
+    found = sorted({repr(c)[1:-1] for c in relpath if c in SEPARATORS})
+    if not found:
+        return ""
+    return (f"its name holds {', '.join(found)}, which a manifest line cannot hold (tab-separated, one file "
+            "per line); rename it")
+
+
 def write_manifest(path: str | Path, root: str | Path, entries: list[tuple[str, int]]) -> None:
-    """Write `entries` (relpath, num_samples) under `root` atomically."""
+    """Write `entries` (relpath, num_samples) under `root` atomically; ManifestError, with nothing
+    written, for a path that a manifest line cannot hold (see `unlistable`)."""
     path = Path(path)
+    for rel in [str(Path(root).resolve())] + [rel for rel, _ in entries]:
+        if unlistable(rel):
+            raise ManifestError(f"{path}: cannot list {rel!r}: {unlistable(rel)}")
     text = str(Path(root).resolve()) + "\n" + "".join(f"{rel}\t{n}\n" for rel, n in entries)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    write_text(path, text)

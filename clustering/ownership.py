@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from .atomic import write_text
 from .path_checks import output_folder
 
 MARKER = ".hubert.json"  # {"made_by": "hubert-pretrain", "kind": ..., "created": ...}
@@ -37,13 +38,10 @@ def marker_kind(folder: str | Path) -> str | None:
 
 def mark(folder: str | Path, kind: str) -> None:
     """Say that `folder` is ours, of `kind` (written atomically; an existing marker is kept)."""
-    path = Path(folder) / MARKER
     if marker_kind(folder) == kind:
         return
-    tmp = path.with_name(f"{MARKER}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"made_by": MADE_BY, "kind": kind,
-                               "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}) + "\n")
-    os.replace(tmp, path)
+    write_text(Path(folder) / MARKER, json.dumps({"made_by": MADE_BY, "kind": kind, "created": time.strftime(
+        "%Y-%m-%dT%H:%M:%SZ", time.gmtime())}) + "\n")
 
 
 def listing(folder: Path, most: int = 3) -> str:

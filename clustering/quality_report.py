@@ -61,14 +61,21 @@ def _phone_metrics(rows: list[np.ndarray], label_file, label_rate: float, num_un
 def label_source(path: str | Path, split: str, manifest: Manifest) -> tuple[Path, LabelInfo | None]:
     """A label folder (with labels.json) or a single .km file: (the `split` label file, its info).
 
-    A folder's labels.json must list as many `split` utterances as `manifest` has.
+    A .km file's info is the labels.json of its folder when there is one (None otherwise). The
+    labels.json must list as many utterances of the split (`split`, or the .km file's name) as
+    `manifest` has.
     """
     path = Path(path)
     if not path.is_dir():
-        return input_file(path, "label file"), None
-    info = LabelInfo.load(path)
-    info.check_lines(path / "labels.json", split, len(manifest))
-    return path / f"{split}.km", info
+        path = input_file(path, "label file")
+        if not (path.parent / "labels.json").is_file():
+            return path, None
+        folder, split = path.parent, path.stem
+    else:
+        folder, path = path, path / f"{split}.km"
+    info = LabelInfo.load(folder)
+    info.check_lines(folder / "labels.json", split, len(manifest))
+    return path, info
 
 
 def write_report(result: dict, out_dir: str | Path, layer_scores: dict[int, float] | None = None) -> Path:

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from clustering.ownership import contains
+from clustering.synthetic.corpus import hours_problem
+from clustering.text_files import read_text
 from pretrain.model_config import MaskConfig, ModelConfig, mask_from_settings
 from pretrain.presets import PRESETS, model_from_settings, train_preset
 from pretrain.train_config import TrainConfig, apply_overrides
@@ -28,6 +30,8 @@ class CorpusSettings:
 
     def __post_init__(self):
         positive(self, "hours")
+        if hours_problem(self.hours):
+            raise SettingError(f"hours: {hours_problem(self.hours)}")
         if not self.languages:
             raise SettingError("languages: name at least one language, e.g. en,de,fr")
 
@@ -145,11 +149,12 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> PipelineC
     if path is not None:
         path = config_path(path)
         try:
-            data = tomllib.loads(path.read_text())
+            data = tomllib.loads(read_text(path))
         except (FileNotFoundError, IsADirectoryError):
             raise FileNotFoundError(f"{path}: config not found (`hubert configs` lists the shipped ones)") from None
         except tomllib.TOMLDecodeError as error:
-            raise ValueError(f"{path}: not valid TOML: {error}") from None
+            raise ValueError(f"{path}: not valid TOML ({error}); fix it there: `key = value` lines under "
+                             "[section] headers, text in quotes (`hubert configs` shows examples)") from None
     apply_overrides_to(data, overrides)
     config = from_dict(PipelineConfig, data, "")
     check_config(config)
@@ -206,6 +211,17 @@ def check_config(config: PipelineConfig) -> None:
             raise SettingError(f"iteration2.layer: {two.layer} is deeper than the teacher's {depth} layers; "
                                f"choose 1..{depth}")
     _check_paths(config)
+    _check_runnable(config)
+
+
+def _check_runnable(config: PipelineConfig) -> None:
+    """Each iteration's crop and minimum length give a frame of its model; a CUDA device is there."""
+    from pretrain.train_config import check_device, check_runnable
+
+    check_device(config.device, "device")
+    for name in ("iteration1", "iteration2"):
+        it = getattr(config, name)
+        check_runnable(it.train_config, it.model_config.conv_spec, f"{name}.train.")
 
 
 def _check_auto_layer(config: PipelineConfig) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from clustering.alignments import load_alignments
 from clustering.layer_pnmi import pnmi_per_layer
 from clustering.manifest import Manifest, read_manifest
+from clustering.text_files import read_json
 from pretrain.typed_settings import DERIVED, RUN_ONLY
 
 from .layout import HELDOUT, WorkLayout
@@ -122,9 +123,14 @@ def read_scan(path: Path) -> dict | None:
     """A scan.json with whole-number keys, or None when that scan did not run."""
     if not path.exists():
         return None
-    scan = json.loads(path.read_text())
-    scan["by_update"] = {int(u): {split: {int(k): v for k, v in scores.items()} for split, scores in splits.items()}
-                         for u, splits in scan["by_update"].items()}
+    fix = f"rerun the scan with --from {path.parent.name}"
+    scan = read_json(path, fix)
+    try:
+        scan["by_update"] = {int(u): {split: {int(k): v for k, v in scores.items()} for split, scores in
+                                      splits.items()} for u, splits in scan["by_update"].items()}
+        int(scan["chosen"]["layer"])
+    except (KeyError, TypeError, AttributeError, ValueError) as error:
+        raise ValueError(f"{path}: not a layer scan ({type(error).__name__}: {error}); {fix}") from None
     return scan
 
 

@@ -21,6 +21,7 @@ import uuid
 from pathlib import Path
 from typing import Callable
 
+from clustering.atomic import write_text
 from clustering.ownership import MARKER, NotOurs, is_empty, listing, mark
 from pretrain.typed_settings import describe_changes
 
@@ -80,9 +81,7 @@ def read_record(path: Path) -> dict | None:
 
 
 def _write(path: Path, record: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(tmp, path)
+    write_text(path, json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def run_stages(stages: list[Stage], work_dir: str | Path, start: str | None = None,

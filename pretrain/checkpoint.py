@@ -7,9 +7,12 @@ reported and the one before it used.
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 
 import torch
+
+from clustering.atomic import atomic_write
 
 from .run_files import BEST, CHECKPOINT_PATTERN
 
@@ -45,14 +48,37 @@ def save_best(state: dict, directory: str | Path) -> Path:
 
 
 def _atomic_save(state: dict, path: Path) -> None:
-    """torch.save to a temporary name, fsync, rename: a crash leaves the old file or the new one."""
+    """torch.save to a temporary name, fsync, rename: a crash leaves the old file or the new one; a
+    full disk leaves no temporary file and raises one line (`atomic_write`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
+    with atomic_write(path) as tmp, open(tmp, "wb") as f:
+        stream = _WriteErrors(f)
+        try:
+            torch.save(state, stream)
+        except RuntimeError:  # torch reports a failed write as "[enforce fail ...] unexpected pos"
+            if stream.error is not None:
+                raise stream.error from None
+            raise
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, path)
+
+
+class _WriteErrors:
+    """A file object for torch.save that keeps the OSError of a failed write, which torch replaces
+    by its own text naming no file and no cause."""
+
+    def __init__(self, file):
+        self.file, self.error = file, None
+
+    def write(self, data) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as error:
+            self.error = error
+            raise
+
+    def flush(self) -> None:
+        self.file.flush()
 
 
 def load_latest(directory: str | Path, log=print) -> dict | None:
@@ -66,7 +92,26 @@ def load_latest(directory: str | Path, log=print) -> dict | None:
     return None
 
 
-def latest_path(directory: str | Path) -> Path | None:
-    """Newest checkpoint file (for exports), or None."""
-    found = checkpoint_paths(directory)
-    return found[-1] if found else None
+def latest_path(directory: str | Path, log=print) -> Path | None:
+    """Newest readable checkpoint file (for exports, layer features, scans), or None; a newer one
+    that is not a whole torch zip (truncated by a crash or a full disk) is skipped, said in `log`,
+    as the trainer's resume skips it."""
+    for path in reversed(checkpoint_paths(directory)):
+        problem = unreadable(path)
+        if not problem:
+            return path
+        log(f"warning: {path} is unreadable ({problem}); using the previous checkpoint")
+    return None
+
+
+def unreadable(path: Path) -> str:
+    """Why `path` is not a whole checkpoint as torch.save writes it (a zip archive), "" when it is one.
+
+    Cheap: a zip's table of contents sits at its end, so a truncated file fails here at once,
+    without reading the weights."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            archive.infolist()
+    except (zipfile.BadZipFile, OSError) as error:
+        return str(error) or type(error).__name__
+    return ""

@@ -17,6 +17,7 @@ import torch
 from clustering.audio import CONV_STRIDE, SAMPLE_RATE
 from clustering.ownership import NotOurs, is_empty, mark
 from clustering.path_checks import output_folder
+from clustering.text_files import read_json
 
 from .model_config import HEADS, ModelConfig
 from .model import HubertEncoder
@@ -225,11 +226,14 @@ def import_hf(directory: str | Path) -> HubertEncoder:
     left unused. Head weights of ForCTC / ForSequenceClassification models are ignored.
     """
     directory = Path(directory)
-    data = json.loads((directory / "config.json").read_text())
+    if not (directory / "config.json").is_file():
+        raise FileNotFoundError(f"{directory}: no config.json, so not a Hugging Face model folder; give a folder "
+                                "written by save_pretrained or `hubert export`")
+    data = _read_json_object(directory / "config.json")
     if data.get("model_type") != "hubert":
         raise ValueError(f"{directory}/config.json: model_type {data.get('model_type')!r}, expected 'hubert'")
     pre = directory / "preprocessor_config.json"
-    normalize = json.loads(pre.read_text()).get("do_normalize") if pre.exists() else None
+    normalize = _read_json_object(pre).get("do_normalize") if pre.exists() else None
     encoder = HubertEncoder(config_from_hf(data, normalize, f"{directory}/config.json"))
     state = _encoder_state(_read_weights(directory))
     result = encoder.load_state_dict(state, strict=False)
@@ -237,6 +241,15 @@ def import_hf(directory: str | Path) -> HubertEncoder:
         raise ValueError(f"{directory}: weights do not fit a HuBERT encoder: missing "
                          f"{result.missing_keys}, unused {result.unexpected_keys}")
     return encoder
+
+
+def _read_json_object(path: Path) -> dict:
+    """A JSON object from `path`; one line naming the file and the fix for anything else."""
+    fix = "re-save the model with save_pretrained (or `hubert export`)"
+    data = read_json(path, fix)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object of settings, got {type(data).__name__}; {fix}")
+    return data
 
 
 def _read_weights(directory: Path) -> dict[str, torch.Tensor]:

@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from clustering.audio import BASE_CONV, SAMPLE_RATE, ConvSpec, label_indices, load_audio, num_model_frames
+from clustering.audio import (BASE_CONV, SAMPLE_RATE, AudioError, ConvSpec, label_indices, load_listed_audio,
+                              num_model_frames)
 from clustering.labels import load_checked_labels
-from clustering.manifest import read_manifest
+from clustering.manifest import check_audio_present, read_manifest
 
 from .loss import IGNORE
 
@@ -48,6 +49,7 @@ class LabelledAudio:
 
     def __init__(self, manifest_path: str | Path, label_dirs: list[str | Path], min_samples: int):
         manifest = read_manifest(manifest_path)
+        check_audio_present(manifest, manifest_path)
         split = Path(manifest_path).stem
         self.manifest = manifest
         self.infos, self.labels = [], []
@@ -73,7 +75,8 @@ class LabelledAudio:
 
     def load(self, item: int) -> tuple[np.ndarray, list[np.ndarray]]:
         line = self.keep[item]
-        return load_audio(self.manifest.audio_path(line)), [rows[line] for rows in self.labels]
+        return load_listed_audio(self.manifest.audio_path(line), self.manifest.line_number(line)), \
+            [rows[line] for rows in self.labels]
 
 
 def plan_batches(sizes: list[int], max_tokens: int, max_sample_size: int, seed: int, epoch: int) -> list[list[int]]:
@@ -186,10 +189,21 @@ class PlannedBatches(torch.utils.data.Dataset):
             self._plans[epoch] = worker_batches(plan, self.rank, self.world)
         return self._plans[epoch]
 
-    def __getitem__(self, key: tuple[int, int]) -> Batch:
+    def __getitem__(self, key: tuple[int, int]) -> Batch | AudioError:
+        """The batch; an unreadable audio file comes back as its error (naming the file and its manifest
+        line), for the consumer to raise: raised in a loader worker, it would reach the user buried
+        in the worker's traceback."""
         epoch, position = key
         index, items = self.epoch(epoch)[position]
-        return self.loader.load(items, batch_seed(self.loader.seed, epoch, index))
+        return error_returned(self.loader.load, items, batch_seed(self.loader.seed, epoch, index))
+
+
+def error_returned(load, *args) -> Batch | AudioError:
+    """`load(*args)`, or the AudioError it raised."""
+    try:
+        return load(*args)
+    except AudioError as error:
+        return error
 
 
 def worker_batches(batches: list[list[int]], rank: int, world: int) -> list[tuple[int, list[int]]]:

@@ -23,7 +23,7 @@ from typing import Callable, Iterator, NamedTuple, Sequence
 import numpy as np
 import torch
 
-from clustering.audio import SAMPLE_RATE, AudioError, load_audio, receptive_field
+from clustering.audio import SAMPLE_RATE, AudioError, load_listed_audio, receptive_field
 from clustering.features import FeatureError, check_audio_length
 from clustering.manifest import Manifest
 
@@ -158,7 +158,7 @@ class BatchAudio(torch.utils.data.Dataset):
     def _decode(self, index: int) -> torch.Tensor:
         """The whole utterance, (samples,) float32, normalised over all of it when the model was trained so."""
         path, line = self.manifest.audio_path(index), self.manifest.line_number(index)
-        wav = torch.from_numpy(load_audio(path))
+        wav = torch.from_numpy(load_listed_audio(path, line))
         check_audio_length(path, line, len(wav))
         if len(wav) > -(-self.manifest.sizes[index] // self.max_chunk) * self.max_chunk:
             raise FeatureError(f"{path} (manifest line {line}): decodes to {len(wav)} samples but the "

@@ -14,6 +14,7 @@ import json
 import os
 from pathlib import Path
 
+from clustering.atomic import write_text
 from clustering.labels import LabelInfo
 from clustering.manifest import read_manifest
 
@@ -67,6 +68,4 @@ def check_or_record(out_dir: Path, inputs: dict, resuming: bool) -> None:
                 raise ValueError(f"{out_dir}: its checkpoints were trained on other inputs ({changed}); "
                                  "resume with the same manifests, labels and settings, or train into "
                                  "another folder")
-    tmp = path.with_name(RECORD + ".tmp")
-    tmp.write_text(json.dumps(inputs, indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(tmp, path)
+    write_text(path, json.dumps(inputs, indent=2, sort_keys=True, default=str) + "\n")

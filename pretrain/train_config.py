@@ -7,6 +7,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from clustering.audio import SAMPLE_RATE, ConvSpec, receptive_field
+
 from .typed_settings import BUDGET, RUN_ONLY, SettingError, at_least, from_dict, one_of, positive
 
 
@@ -60,6 +62,36 @@ class TrainConfig:
             raise SettingError(f"betas: each must lie in [0, 1), got {self.betas}")
         if self.device != "auto" and not self.device.startswith(("cpu", "cuda")):
             raise SettingError(f"device: expected auto, cpu or cuda[:N], got {self.device!r}")
+
+
+def check_runnable(config: TrainConfig, conv_spec: ConvSpec, prefix: str = "") -> None:
+    """SettingError, before any work, for settings this model or machine cannot run: a crop
+    (max_sample_size) or shortest utterance (min_sample_size) that gives no frame of the model's
+    CNN (`conv_spec`), or a CUDA device where torch sees none. `prefix` leads each key
+    ("iteration1.train.")."""
+    needed = receptive_field(conv_spec)
+    for name in ("min_sample_size", "max_sample_size"):
+        value = getattr(config, name)
+        if value < needed:
+            raise SettingError(f"{prefix}{name}: {value} samples give no frame of the model: its CNN needs "
+                               f"{needed} samples ({1000 * needed / SAMPLE_RATE:g} ms) per frame; set at least "
+                               f"{needed}")
+    check_device(config.device, f"{prefix}device")
+
+
+def check_device(device: str, key: str) -> None:
+    """SettingError when `device` (setting `key`) asks for a GPU that torch cannot see."""
+    if not device.startswith("cuda"):
+        return
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    number = device.partition(":")[2]
+    index = int(number) if number.isdigit() else 0
+    if index >= count:
+        seen = f"only {count} GPU(s)" if count else "no GPU (no CUDA device, or no driver)"
+        raise SettingError(f"{key}: {device} asked for, but torch sees {seen}; use auto (the GPU when there "
+                           "is one) or cpu")
 
 
 def apply_overrides(config: TrainConfig, overrides: dict, where: str = "train") -> TrainConfig:

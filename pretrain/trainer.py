@@ -41,7 +41,7 @@ from .loss import hubert_loss
 from .model import HubertPretrain, compile_regions, set_kernels
 from .model_io import model_state
 from .run_inputs import check_or_record, run_inputs
-from .train_config import TrainConfig
+from .train_config import TrainConfig, check_runnable
 
 STATS = ("masked_ce", "unmasked_ce", "num_masked", "num_unmasked", "masked_correct",
          "unmasked_correct", "feature_penalty")  # sums over frames, kept on the device
@@ -127,6 +127,8 @@ class MicroBatches:
         if self._iterator is None:
             self._iterator = iter(self._loader)
         batch = next(self._iterator)
+        if isinstance(batch, Exception):  # an unreadable audio file, returned by the loader (one line)
+            raise batch
         self.position += 1
         if self.position == len(self.planned.epoch(self.epoch)):
             self.epoch, self.position = self.epoch + 1, 0
@@ -164,6 +166,7 @@ def train(manifest_dir: str | Path, label_dirs: list[str | Path], out_dir: str |
     `label_dirs`; checkpoints and logs go to `out_dir`. Resumes from `out_dir/checkpoints`
     when it holds a checkpoint (made with the same model and masking settings, which every
     checkpoint records); `init_from` starts a new run from existing weights."""
+    check_runnable(config, model_config.conv_spec)
     workers = setup_workers(config.device)
     settings = (model_config, mask_config or MaskConfig())
     try:
@@ -387,10 +390,16 @@ def _note_schedule_change(saved: dict, config: TrainConfig, update: int, log) ->
 def _valid_data(manifest_dir: Path, label_dirs: list[Path], config: TrainConfig, log) -> LabelledAudio | None:
     """The valid split, or None (said once) when there is none to validate on."""
     path = manifest_dir / "valid.tsv"
-    usable = path.exists() and any(n >= config.min_sample_size for n in read_manifest(path).sizes)
-    if not usable:
-        log(f"note: no validation: {path} has no utterance of at least {config.min_sample_size} samples, "
-            "so there is no valid loss and no best.pt (set valid_percent > 0 for a valid split)")
+    sizes = read_manifest(path).sizes if path.exists() else ()
+    if not any(n >= config.min_sample_size for n in sizes):
+        if sizes:
+            why = (f"the {len(sizes)} utterance(s) of {path} are all shorter than min_sample_size = "
+                   f"{config.min_sample_size} samples ({config.min_sample_size / SAMPLE_RATE:g} s)")
+            fix = "lower min_sample_size or hold out longer audio"
+        else:
+            why = f"{path} lists no utterance" if path.exists() else f"there is no {path}"
+            fix = "set valid_percent > 0 for a valid split"
+        log(f"note: no validation: {why}, so there is no valid loss and no best.pt ({fix})")
         return None
     return LabelledAudio(path, label_dirs, config.min_sample_size)
 

@@ -13,7 +13,7 @@ def transcript_characters(path: str | Path) -> list[str]:
     delimiter; ValueError naming the file and line for a malformed one."""
     path = Path(path)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()  # a byte-order mark is dropped
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: transcripts not found (expected `uid<TAB>text` per line)") from None
     except (IsADirectoryError, UnicodeDecodeError) as error:

@@ -74,7 +74,7 @@ def test_kmeans_output_is_checked_before_fitting(features, tmp_path, capsys, mon
     assert "file is a file, not a folder" in cli_error(["kmeans", feat, "train", str(tmp_path / "file" / "km.npy")],
                                                         capsys)
     assert "give a name ending in .npy" in cli_error(["kmeans", feat, "train", str(tmp_path / "km")], capsys)
-    assert not list(tmp_path.glob("*.tmp.npy"))
+    assert not list(tmp_path.glob("*.tmp*"))
 
 
 def test_a_folder_given_as_manifest(tmp_path, capsys):

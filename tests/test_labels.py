@@ -92,7 +92,7 @@ def test_unit_outside_dictionary_is_refused(tiny_manifest, tmp_path):
     ('{"num_units": 8, "label_rate": 100, "lines": [7]}', r"labels.json: key 'lines' must be dict\[str, int\]"),
     ('{"num_units": 8, "label_rate": 100, "lines": {"train": "7"}}', r"labels.json: key 'lines' must map each split"),
     ('{"num_units": 0, "label_rate": 100}', r"labels.json: key 'num_units' must be positive, got 0"),
-    ('{"num_units": 8, "label_rate": 100', r"labels.json: not valid JSON"),
+    ('{"num_units": 8, "label_rate": 100', r"labels.json:1:35: not valid JSON \(Expecting ',' delimiter\); rerun"),
     ('[8, 100]', r"labels.json: expected a JSON object"),
 ])
 def test_malformed_labels_json_names_the_file_and_key(tmp_path, text, message):

@@ -183,15 +183,16 @@ def test_split_off_test_moves_a_seeded_share_of_valid_with_its_alignments(tmp_pa
 
 def test_a_run_on_the_users_audio_with_test_percent_holds_out_two_disjoint_splits(audio_dir, tmp_path):
     from pipelines.iterations import build_stages
+    from pipelines.layout import WorkLayout
     from pipelines.run_config import load_config
 
     config = load_config("demo", [f"work_dir={tmp_path / 'work'}", f"audio_dir={audio_dir}", "valid_percent=0.25",
                                   "test_percent=0.25", "jobs=1"])
     data = build_stages(config)[0]
-    assert data.settings["test_percent"] == 0.25
+    assert data.settings.test_percent == 0.25
     (tmp_path / "data").mkdir()
-    data.run(tmp_path / "data")
+    data.run(data.inputs(WorkLayout(tmp_path)), tmp_path / "data", data.settings)
     train, valid, test = (read_manifest(tmp_path / "data" / f"{s}.tsv") for s in ("train", "valid", "test"))
     assert len(train) + len(valid) + len(test) == 8 and len(valid) >= 1 and len(test) >= 1
     assert len(set(train.paths) | set(valid.paths) | set(test.paths)) == 8
-    assert "test_percent" not in build_stages(load_config("demo", [f"audio_dir={audio_dir}"]))[0].settings
+    assert "test_percent" not in build_stages(load_config("demo", [f"audio_dir={audio_dir}"]))[0].settings_record()

@@ -171,8 +171,9 @@ def frame_labels(segments: list[tuple[int, str]], rate: int, num_samples: int) -
 
 def check_corpus_settings(hours: float, languages: tuple[str, ...], valid_percent: float) -> None:
     """ValueError naming the setting for hours, languages or valid_percent that cannot make a corpus."""
-    if not hours > 0:
-        raise ValueError(f"--hours must be positive, got {hours:g}; e.g. --hours 0.5 for half an hour of speech")
+    problem = hours_problem(hours)
+    if problem:
+        raise ValueError(f"--hours {problem}")
     check_valid_percent(valid_percent)
     spec_stream(tuple(languages), 0)
 
@@ -181,49 +182,70 @@ def make_corpus(out_dir: str | Path, hours: float = 0.5, languages: tuple[str, .
                 seed: int = 0, valid_percent: float = 0.05, jobs: int = 2) -> dict:
     """Synthesise the corpus into `out_dir`; returns the summary (also in summary.json).
 
-    With `valid_percent` > 0 and two utterances or more, valid gets at least one.
+    With `valid_percent` > 0 and two utterances or more, valid gets at least one. Each round of
+    utterances is written as soon as it is rendered, so memory stays that of one round (plus
+    about 1 MB of alignment text per hour); a bar shows the audio made so far.
     """
     check_corpus_settings(hours, languages, valid_percent)
     stream = spec_stream(tuple(languages), seed)
     out = output_folder(out_dir)  # only once every setting is known to be good
-    specs, rendered, seconds = [], [], 0.0
+    rng = np.random.default_rng(seed + 1)
+    made, summary, seconds = [], {}, 0.0  # made: (spec, samples, alignment line, drawn for valid)
     bar = tqdm(total=round(hours * 3600), desc="synthesise", unit="s audio", mininterval=2)
     while seconds < hours * 3600:  # render in rounds until the audio adds up to `hours`
         round_specs = [next(stream) for _ in range(RENDER_ROUND)]
         for spec, raw in zip(round_specs, _synthesise_all(round_specs, jobs)):
             if seconds >= hours * 3600:
                 break
-            specs.append(spec)
-            rendered.append(finish(spec, *raw))
-            seconds += len(rendered[-1][0]) / SAMPLE_RATE
-            bar.update(len(rendered[-1][0]) / SAMPLE_RATE)
+            wav, phones = finish(spec, *raw)
+            _write_wav(out / AUDIO_FOLDER / f"{spec.uid}.wav", wav)
+            made.append((spec, len(wav), f"{spec.uid}\t{','.join(phones)}\n", rng.random() < valid_percent))
+            _count(summary, spec.language, len(wav), phones)
+            seconds += len(wav) / SAMPLE_RATE
+            bar.update(round(seconds) - bar.n)
     bar.close()
+    in_valid = ensure_valid([drawn for *_, drawn in made], valid_percent, seed + 1)
+    for split, wanted in (("train", False), ("valid", True)):
+        chosen = [item for item, valid in zip(made, in_valid) if valid == wanted]
+        write_manifest(out / f"{split}.tsv", out / AUDIO_FOLDER, [(f"{spec.uid}.wav", n) for spec, n, *_ in chosen])
+        alignment_file(out, split).write_text("".join(line for _, _, line, _ in chosen))
+    (out / TRANSCRIPTS).write_text("".join(f"{s.uid}\t{' | '.join(s.phrases)}\n" for s, *_ in made))
+    return _write_summary(out, summary)
+
+
+# The built-in corpus is for demos and experiments at laptop or one-GPU scale (reproduce-gpu uses 5 h).
+# The cap keeps a typo (1e9) from rendering for days: 100 h is 11 GB of 16-bit audio and hours of
+# synthesis (speed in benchmarks/RESULTS.md); beyond it, real speech serves better.
+MAX_HOURS = 100.0
+
+
+def hours_problem(hours: float) -> str:
+    """What is wrong with `hours` of built-in corpus ("" when nothing), for a message naming the setting."""
+    if not hours > 0:
+        return f"must be positive, got {hours:g}; e.g. 0.5 for half an hour of speech"
+    if hours > MAX_HOURS:
+        return (f"{hours:g} is above the built-in corpus's cap of {MAX_HOURS:g} h (synthesis for demos and "
+                "small experiments: 100 h already takes hours to render and 11 GB of disk); use real "
+                "speech for more (audio_dir=, or `hubert manifest`)")
+    return ""
+
+
+def _write_wav(path: Path, wav: np.ndarray) -> None:
     import soundfile as sf
 
-    rng = np.random.default_rng(seed + 1)
-    in_valid = ensure_valid([rng.random() < valid_percent for _ in specs], valid_percent, seed + 1)
-    splits = {"train": ([], []), "valid": ([], [])}
-    for spec, (wav, phones), valid in zip(specs, rendered, in_valid):
-        path = out / AUDIO_FOLDER / f"{spec.uid}.wav"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        sf.write(path, wav, SAMPLE_RATE, subtype="PCM_16")
-        entries, aligned = splits["valid" if valid else "train"]
-        entries.append((f"{spec.uid}.wav", len(wav)))
-        aligned.append(f"{spec.uid}\t{','.join(phones)}\n")
-    for split, (entries, aligned) in splits.items():
-        write_manifest(out / f"{split}.tsv", out / AUDIO_FOLDER, entries)
-        alignment_file(out, split).write_text("".join(aligned))
-    (out / TRANSCRIPTS).write_text("".join(f"{s.uid}\t{' | '.join(s.phrases)}\n" for s in specs))
-    return _write_summary(out, specs, rendered)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, wav, SAMPLE_RATE, subtype="PCM_16")
 
 
-def _write_summary(out: Path, specs: list[UtteranceSpec], rendered) -> dict:
-    summary = {}
-    for spec, (wav, phones) in zip(specs, rendered):
-        entry = summary.setdefault(spec.language, {"utterances": 0, "hours": 0.0, "phones": set()})
-        entry["utterances"] += 1
-        entry["hours"] += len(wav) / SAMPLE_RATE / 3600
-        entry["phones"].update(phones)
+def _count(summary: dict, language: str, samples: int, phones: list[str]) -> None:
+    """Add one utterance to its language's entry of `summary`."""
+    entry = summary.setdefault(language, {"utterances": 0, "hours": 0.0, "phones": set()})
+    entry["utterances"] += 1
+    entry["hours"] += samples / SAMPLE_RATE / 3600
+    entry["phones"].update(phones)
+
+
+def _write_summary(out: Path, summary: dict) -> dict:
     for entry in summary.values():
         entry["hours"] = round(entry["hours"], 4)
         entry["phones"] = sorted(entry["phones"])

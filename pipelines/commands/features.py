@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from clustering.features import dump_features, mfcc_features
-from clustering.manifest import read_manifest
+from clustering.manifest import check_audio_present, read_manifest
 from clustering.ownership import claim
 
 from . import add_command
@@ -64,6 +64,7 @@ def model_features(args, jobs: int | None = None):
 def run(args) -> int:
     split = Path(args.manifest).stem
     manifest = read_manifest(args.manifest)
+    check_audio_present(manifest, args.manifest)
     claim(args.out_dir, "features", "OUT_DIR")  # checked before a model is loaded
     feature_fn = model_features(args, args.jobs) or mfcc_features
     npy, _ = dump_features(manifest, feature_fn, args.out_dir, split, args.rank, args.nshard, args.jobs or 1)

@@ -37,6 +37,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
+    check_arguments(args)
     out = teacher_path(args.out)
     shards = FeatureShards(input_folder(args.feature_dir, "feature folder"), args.split, args.nshard)
     sample = shards.sample(args.percent, args.seed, max_bytes=round(args.max_gib * 2**30),
@@ -48,6 +49,20 @@ def run(args) -> int:
     teacher.save(out)
     print(f"wrote {out}: {teacher.info.backend}, inertia {teacher.info.inertia:.4g} in {teacher.info.seconds} s")
     return 0
+
+
+def check_arguments(args) -> None:
+    """ValueError naming the option, before any work, for a value out of its range."""
+    if not 0 < args.percent <= 1:
+        raise ValueError(f"--percent must be in (0, 1], got {args.percent:g}: it is a fraction of the utterances "
+                         "(0.1 fits on 10% of them)")
+    if args.num_units < 2:
+        raise ValueError(f"--num-units must be at least 2, got {args.num_units}")
+    if args.nshard < 1:
+        raise ValueError(f"--nshard must be at least 1, got {args.nshard}: the number of shards the features "
+                         "were dumped in")
+    if args.max_gib < 0:
+        raise ValueError(f"--max-gib must be 0 (no limit) or more, got {args.max_gib:g}")
 
 
 def teacher_path(path: str) -> Path:

@@ -11,7 +11,7 @@ from pipelines.workdir import is_stage_folder, work_lock
 from pretrain.run_files import CHECKPOINTS
 from pretrain.model_config import mask_from_settings
 from pretrain.presets import model_from_settings, train_preset
-from pretrain.train_config import apply_overrides
+from pretrain.train_config import apply_overrides, check_runnable
 from pretrain.typed_settings import SettingError
 
 from . import add_command
@@ -40,6 +40,7 @@ def run(args) -> int:
     from pretrain.trainer import train  # torch: imported only when the command runs
 
     model, mask, config = train_settings(args.model, args.overrides)
+    check_runnable(config, model.conv_spec)  # before --out is made
     with run_folder(args.out) as out:
         result = train(args.manifest_dir, args.labels, out, model, config, init_from=args.init_from,
                        mask_config=mask)
