@@ -1,6 +1,7 @@
 """Scan a folder of audio into train/valid manifests, rejecting bad files."""
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import random
@@ -12,7 +13,11 @@ from tqdm import tqdm
 
 from .audio import AUDIO_EXTENSIONS, AudioError, load_audio, short_audio_reason
 from .manifest import check_valid_percent, ensure_valid, write_manifest
+from .manifest_arrays import write_manifest_arrays
 from .path_checks import input_folder, output_folder
+
+JOURNAL_NAME = "scan-journal.tsv"  # what a pipeline calls the journal it keeps for a folder scan
+JOURNAL_CHUNK = 64  # files between two flushes of the scan journal
 
 
 @dataclass
@@ -118,14 +123,14 @@ def _probe(path: str) -> tuple[int, str]:
     try:
         num_samples = len(load_audio(path))
     except AudioError as error:
-        return 0, str(error).split(": ", 1)[-1]
+        return 0, " ".join(str(error).split(": ", 1)[-1].split())  # one line, for rejected.tsv
     reason = short_audio_reason(num_samples)
     return (0, reason) if reason else (num_samples, "")
 
 
 def scan_audio(audio_dir: str | Path, extensions: tuple[str, ...] = AUDIO_EXTENSIONS,
                valid_percent: float = 0.01, seed: int = 0, jobs: int | None = None,
-               strict: bool = False) -> ScanResult:
+               strict: bool = False, journal: str | Path | None = None) -> ScanResult:
     """Decode every file under `audio_dir` and split the good ones into train/valid.
 
     Each file goes to valid with probability `valid_percent`, decided by a
@@ -133,14 +138,17 @@ def scan_audio(audio_dir: str | Path, extensions: tuple[str, ...] = AUDIO_EXTENS
     with `valid_percent` > 0 and two good files or more, valid gets at least one.
     Files shorter than MIN_AUDIO_SAMPLES are rejected, as are dangling links and
     link loops (see `walk_audio`). With `strict`, the first bad file raises
-    AudioError instead of being rejected.
+    AudioError instead of being rejected. With `journal` (a file), each file's result
+    is appended there as it comes (see ScanJournal), and a file it already holds with
+    the same size and modification time is not decoded again: a scan killed halfway
+    resumes where it stopped, and a rescan decodes only new or changed files.
     """
     check_valid_percent(valid_percent)
     audio_dir = input_folder(audio_dir, "audio folder").resolve()
     relpaths, skipped = walk_audio(audio_dir, extensions)
     if not relpaths:
         raise AudioError(f"{audio_dir}: no files with extension {', '.join(extensions)}")
-    probed = _probe_all([str(audio_dir / r) for r in relpaths], jobs)
+    probed = _probe_all(audio_dir, relpaths, jobs, ScanJournal(journal) if journal else None)
     result, good = ScanResult([], [], list(skipped)), []
     for rel, (size, reason) in zip(relpaths, probed):
         if reason and strict:
@@ -161,19 +169,108 @@ def _split(good: list[tuple[str, int]], valid_percent: float, seed: int):
     return train, [entry for entry, valid in zip(good, in_valid) if valid]
 
 
-def _probe_all(paths: list[str], jobs: int | None) -> list[tuple[int, str]]:
-    """`_probe` of every path, in `jobs` processes (default: one per core), in order."""
-    jobs = jobs or min(len(paths), os.cpu_count() or 1)
-    with ProcessPoolExecutor(jobs) if jobs > 1 else _Serial() as pool:
-        return list(tqdm(pool.map(_probe, paths, chunksize=8), total=len(paths),
-                         desc="scan audio", unit="file"))
+def _probe_all(audio_dir: Path, relpaths: list[str], jobs: int | None,
+               journal: "ScanJournal | None") -> list[tuple[int, str]]:
+    """`_probe` of every file, in `jobs` processes (default: one per core), in order; results the
+    journal holds for a file of the same size and modification time are taken from it."""
+    stamps = [_stamp(audio_dir / rel) for rel in relpaths]
+    known = journal.read() if journal else {}
+    results = [known.get((rel, stamp)) for rel, stamp in zip(relpaths, stamps)]
+    todo = [i for i, result in enumerate(results) if result is None]
+    jobs = jobs or min(max(len(todo), 1), os.cpu_count() or 1)
+    bar = tqdm(total=len(relpaths), initial=len(relpaths) - len(todo), desc="scan audio", unit="file")
+    with ProcessPoolExecutor(jobs) if jobs > 1 else _Serial() as pool, journal or contextlib.nullcontext():
+        for i, result in zip(todo, pool.map(_probe, [str(audio_dir / relpaths[i]) for i in todo], chunksize=8)):
+            results[i] = result
+            if journal:
+                journal.add(relpaths[i], stamps[i], result)
+            bar.update()
+    bar.close()
+    if journal:
+        journal.keep_only(dict(zip(zip(relpaths, stamps), results)))
+    return results
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    """(size, mtime_ns) of `path`; None when it cannot be read (the probe will say why)."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return status.st_size, status.st_mtime_ns
+
+
+class ScanJournal:
+    """Per-file results of a folder scan, one line each as they come: `relpath<TAB>size<TAB>mtime_ns
+    <TAB>samples<TAB>reason` (reason empty for a good file), flushed to disk every
+    JOURNAL_CHUNK files, so a scan killed at any point keeps all but the last chunk. Keyed by
+    (relpath, size, mtime_ns): a file changed since is decoded again. Used as a context manager
+    for appending; `keep_only` rewrites it (atomically) with the results of the finished scan."""
+
+    def __init__(self, path: str | Path):
+        self.path, self.file, self.pending = Path(path), None, 0
+
+    def read(self) -> dict[tuple[str, tuple[int, int]], tuple[int, str]]:
+        """{(relpath, (size, mtime_ns)): (samples, reason)}; a torn or malformed line is skipped."""
+        found = {}
+        try:
+            text = self.path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return found
+        for line in text.split("\n"):
+            fields = line.split("\t")
+            if len(fields) == 5 and all(f.isdigit() for f in fields[1:4]):
+                found[(fields[0], (int(fields[1]), int(fields[2])))] = (int(fields[3]), fields[4])
+        return found
+
+    def __enter__(self) -> "ScanJournal":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = open(self.path, "ab+")
+        if self.file.tell():
+            self.file.seek(-1, os.SEEK_END)
+            if self.file.read(1) != b"\n":
+                self.file.write(b"\n")  # after a torn last line
+        return self
+
+    def add(self, relpath: str, stamp: tuple[int, int] | None, result: tuple[int, str]) -> None:
+        line = _journal_line(relpath, stamp, result)
+        if line is None:
+            return
+        self.file.write(line.encode("utf-8"))
+        self.pending += 1
+        if self.pending >= JOURNAL_CHUNK:
+            self._flush()
+
+    def _flush(self) -> None:
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.pending = 0
+
+    def __exit__(self, *exc) -> bool:
+        self._flush()
+        self.file.close()
+        return False
+
+    def keep_only(self, results: dict[tuple[str, tuple[int, int] | None], tuple[int, str]]) -> None:
+        lines = [_journal_line(rel, stamp, result) for (rel, stamp), result in results.items()]
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text("".join(line for line in lines if line), encoding="utf-8")
+        os.replace(tmp, self.path)
+
+
+def _journal_line(relpath: str, stamp: tuple[int, int] | None, result: tuple[int, str]) -> str | None:
+    """A journal line, or None for what a line cannot hold (no stamp, a tab or newline in the path)."""
+    if stamp is None or "\t" in relpath or "\n" in relpath:
+        return None
+    return f"{relpath}\t{stamp[0]}\t{stamp[1]}\t{result[0]}\t{result[1]}\n"
 
 
 def write_scan(result: ScanResult, audio_dir: str | Path, out_dir: str | Path) -> None:
-    """Write train.tsv, valid.tsv and rejected.tsv into `out_dir`."""
+    """Write train.tsv, valid.tsv (each with its arrays, see manifest_arrays) and rejected.tsv into `out_dir`."""
     out_dir = output_folder(out_dir)
-    write_manifest(out_dir / "train.tsv", audio_dir, result.train)
-    write_manifest(out_dir / "valid.tsv", audio_dir, result.valid)
+    for split, entries in (("train", result.train), ("valid", result.valid)):
+        write_manifest(out_dir / f"{split}.tsv", audio_dir, entries)
+        write_manifest_arrays(out_dir / f"{split}.tsv")
     lines = "".join(f"{rel}\t{reason}\n" for rel, reason in result.rejected)
     (out_dir / "rejected.tsv").write_text("path\treason\n" + lines, encoding="utf-8")
 

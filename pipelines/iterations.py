@@ -16,17 +16,18 @@ from pathlib import Path
 
 from clustering.assign import assign_all, finish_label_dir, label_audio, merge_label_shards, shard_label_path
 from clustering.audio import FRAME_RATE, MFCC_FRAMES, MFCC_RATE
-from clustering.audio_folder import find_audio, scan_audio, write_scan
+from clustering.audio_folder import JOURNAL_NAME, find_audio, scan_audio, write_scan
 from clustering.features import dump_features, mfcc_features, shard_paths
 from clustering.kmeans import KMeansTeacher, fit_kmeans
 from clustering.labels import write_labels
-from clustering.manifest import read_manifest, write_manifest
+from clustering.manifest import read_manifest
+from clustering.manifest_arrays import reroot_manifest
 from clustering.feature_shards import FeatureShards, sample_utterances
 from clustering.heldout import split_off_test
 from clustering.synthetic.corpus import make_corpus
 
 from .run_config import IterationSettings, PipelineConfig
-from .fingerprint import content_fingerprint, folder_fingerprint
+from .fingerprint import CACHE_NAME, content_fingerprint, folder_fingerprint
 from .scan_stage import chosen_layer, scan_stage, scans
 from .spread import record_shards, shard_count, wait_for, worker, worker_device
 from .stages import Stage
@@ -88,7 +89,8 @@ def _data_stage(config: PipelineConfig) -> Stage:
     if config.audio_dir:
         root = Path(config.audio_dir).expanduser().resolve()
         run = partial(_scan, root, config.valid_percent, config.test_percent, config.seed, config.jobs or None)
-        return Stage("data", run, {"audio": folder_fingerprint(root, find_audio(root)),
+        audio = folder_fingerprint(root, find_audio(root), Path(config.work_dir) / CACHE_NAME)
+        return Stage("data", run, {"audio": audio,
                                    "valid_percent": config.valid_percent, "seed": config.seed, **test},
                      refresh=partial(_reroot, root))
     c = config.corpus
@@ -102,10 +104,7 @@ def _reroot(root: Path, folder: Path) -> None:
     """Point the manifests' first line at `root`, where the audio is now (a moved corpus or
     work folder is not a change of data)."""
     for split in splits(folder):
-        path = folder / f"{split}.tsv"
-        manifest = read_manifest(path)
-        if manifest.root != root:
-            write_manifest(path, root, list(zip(manifest.paths, manifest.sizes)))
+        reroot_manifest(folder / f"{split}.tsv", root)
 
 
 def splits(data: Path) -> tuple[str, ...]:
@@ -115,7 +114,8 @@ def splits(data: Path) -> tuple[str, ...]:
 
 def _scan(audio_dir, valid_percent, test_percent, seed, jobs, folder: Path) -> None:
     heldout = valid_percent + test_percent
-    write_scan(scan_audio(audio_dir, valid_percent=heldout, seed=seed, jobs=jobs), audio_dir, folder)
+    journal = folder.parent / JOURNAL_NAME  # in the work folder: a redone stage's own folder starts empty
+    write_scan(scan_audio(audio_dir, valid_percent=heldout, seed=seed, jobs=jobs, journal=journal), audio_dir, folder)
     if test_percent:
         split_off_test(folder, test_percent / heldout, seed)
 

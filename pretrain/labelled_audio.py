@@ -7,6 +7,7 @@ a resumed run, or 2 workers instead of 1 with accumulation 2, see the same data.
 """
 from __future__ import annotations
 
+import mmap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,8 +15,8 @@ import numpy as np
 import torch
 
 from clustering.audio import BASE_CONV, SAMPLE_RATE, ConvSpec, label_indices, load_audio, num_model_frames
-from clustering.labels import load_checked_labels
-from clustering.manifest import read_manifest
+from clustering.label_arrays import open_checked_labels
+from clustering.manifest_arrays import open_manifest
 
 from .loss import IGNORE
 
@@ -44,20 +45,23 @@ class LabelledAudio:
 
     `manifest_path` is SPLIT.tsv; each label directory holds SPLIT.km and
     labels.json (number of units, label rate), checked against the manifest.
+    Both are read as memory-mapped arrays (SPLIT.tsv.arrays, SPLIT.km.arrays; built when
+    missing or stale), so no Python object is made per utterance and forked loader workers
+    share the pages instead of copying them.
     """
 
     def __init__(self, manifest_path: str | Path, label_dirs: list[str | Path], min_samples: int):
-        manifest = read_manifest(manifest_path)
+        manifest = open_manifest(manifest_path)
         split = Path(manifest_path).stem
         self.manifest = manifest
         self.infos, self.labels = [], []
         for directory in label_dirs:
-            info, rows = load_checked_labels(directory, split, manifest)
+            info, labels = open_checked_labels(directory, split, manifest)
             self.infos.append(info)
-            self.labels.append(rows)
-        self.keep = [i for i, n in enumerate(manifest.sizes) if n >= min_samples]
-        self.dropped = len(manifest) - len(self.keep)
-        if not self.keep:
+            self.labels.append(labels)
+        self.keep = _kept(manifest.sizes, min_samples)  # None: every utterance is kept
+        self.dropped = 0 if self.keep is None else len(manifest) - len(self.keep)
+        if self.keep is not None and not len(self.keep):
             raise ValueError(f"{manifest_path}: every utterance is shorter than min_sample_size="
                              f"{min_samples} samples; lower it or use longer audio")
 
@@ -65,36 +69,127 @@ class LabelledAudio:
     def num_units(self) -> list[int]:
         return [info.num_units for info in self.infos]
 
+    @property
+    def sizes(self) -> np.ndarray:
+        """(len(self),) int64 samples of each kept utterance."""
+        return self.manifest.sizes if self.keep is None else self.manifest.sizes[self.keep]
+
     def size(self, item: int) -> int:
-        return self.manifest.sizes[self.keep[item]]
+        return int(self.manifest.sizes[self.line(item)])
+
+    def line(self, item: int) -> int:
+        """The manifest index of kept utterance `item`."""
+        return int(item if self.keep is None else self.keep[item])
 
     def __len__(self) -> int:
-        return len(self.keep)
+        return len(self.manifest) if self.keep is None else len(self.keep)
 
     def load(self, item: int) -> tuple[np.ndarray, list[np.ndarray]]:
-        line = self.keep[item]
-        return load_audio(self.manifest.audio_path(line)), [rows[line] for rows in self.labels]
+        line = self.line(item)
+        return load_audio(self.manifest.audio_path(line)), [labels[line] for labels in self.labels]
 
 
-def plan_batches(sizes: list[int], max_tokens: int, max_sample_size: int, seed: int, epoch: int) -> list[list[int]]:
+def _kept(sizes: np.ndarray, min_samples: int, block: int = 2**20) -> np.ndarray | None:
+    """Indices of the utterances of at least `min_samples` (in shared memory), or None for all."""
+    short = sum(int((sizes[b:b + block] < min_samples).sum()) for b in range(0, len(sizes), block))
+    if not short:
+        return None
+    kept = shared_array(len(sizes) - short, np.int64)
+    filled = 0
+    for begin in range(0, len(sizes), block):
+        found = begin + np.flatnonzero(sizes[begin:begin + block] >= min_samples)
+        kept[filled:filled + len(found)] = found
+        filled += len(found)
+    return kept
+
+
+def shared_array(length: int, dtype) -> np.ndarray:
+    """A zeroed (length,) array in memory shared with forked processes (an anonymous MAP_SHARED
+    mapping): DataLoader workers neither copy it nor count it in their own memory (RssAnon)."""
+    dtype = np.dtype(dtype)
+    if length * dtype.itemsize == 0:
+        return np.zeros(length, dtype)
+    return np.frombuffer(mmap.mmap(-1, length * dtype.itemsize), dtype, length)
+
+
+def shared_copy(values: np.ndarray) -> np.ndarray:
+    """`values` (1-D) copied into a `shared_array`."""
+    copy = shared_array(len(values), values.dtype)
+    copy[:] = values
+    return copy
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """The batches of one epoch: batch i holds items order[bounds[b]:bounds[b + 1]] with b = sequence[i].
+
+    order: (items,) int64, the items sorted by length; bounds: (batches + 1,) int64 where each
+    batch starts in `order`; sequence: (batches,) int64, the shuffled batch order. Arrays live in
+    shared memory; `plan[i]` is batch i's items, a (count,) int64 view."""
+
+    order: np.ndarray
+    bounds: np.ndarray
+    sequence: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.sequence)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        batch = self.sequence[index]
+        return self.order[self.bounds[batch]:self.bounds[batch + 1]]
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+
+def plan_batches(sizes, max_tokens: int, max_sample_size: int, seed: int, epoch: int) -> BatchPlan:
     """Length-sorted batches of at most `max_tokens` samples (longest x count), shuffled.
 
     Ties in length are broken by a seeded permutation; the batch order is shuffled per epoch.
+    Items are taken greedily in length order: a batch grows while its longest item times its
+    count stays within `max_tokens` (one item at least). Vectorised in numpy (`_batch_starts`).
     """
     rng = np.random.default_rng([seed, epoch])
-    capped = np.minimum(np.asarray(sizes), max_sample_size)
-    order = np.lexsort((rng.permutation(len(capped)), capped))
-    batches, current, longest = [], [], 0
-    for item in order.tolist():
-        size = int(capped[item])
-        if current and max(longest, size) * (len(current) + 1) > max_tokens:
-            batches.append(current)
-            current, longest = [], 0
-        current.append(item)
-        longest = max(longest, size)
-    if current:
-        batches.append(current)
-    return [batches[i] for i in rng.permutation(len(batches))]
+    capped = np.minimum(np.asarray(sizes, dtype=np.int64), max_sample_size)
+    order, ordered = _length_order(capped, rng.permutation(len(capped)))
+    starts = _batch_starts(ordered, max_tokens)
+    sequence = rng.permutation(len(starts))
+    return BatchPlan(shared_copy(order), shared_copy(np.append(starts, len(order))), shared_copy(sequence))
+
+
+def _length_order(capped: np.ndarray, ties: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(items sorted by length, ties broken by `ties` ascending; their lengths), as
+    np.lexsort((ties, capped)) but with one sort of a combined key where it fits int64."""
+    count = len(capped)
+    if not count or int(capped.max()) >= np.iinfo(np.int64).max // max(count, 1):
+        order = np.lexsort((ties, capped))
+        return order, capped[order]
+    key = capped * count + ties  # unique: length first, tie second
+    key.sort()
+    by_tie = np.empty(count, np.int64)
+    by_tie[ties] = np.arange(count)
+    return by_tie[key % count], key // count
+
+
+def _batch_starts(ordered: np.ndarray, max_tokens: int) -> np.ndarray:
+    """Where each greedy batch starts in `ordered` (ascending lengths): a batch from s takes
+    m(s) items, the most with ordered[s + m - 1] * m <= max_tokens (at least one).
+
+    With q(k) the number of lengths <= max_tokens // k, ordered[s + k - 1] * k <= max_tokens
+    exactly when s <= r(k) = q(k) - k, and r falls strictly with k: m(s) counts the k with
+    r(k) >= s. m never grows with s, so the starts are runs of equal steps, one run per m."""
+    count = len(ordered)
+    if not count:
+        return np.zeros(0, np.int64)
+    steps = np.arange(1, min(count, max_tokens // max(int(ordered[0]), 1)) + 2)
+    reach = np.searchsorted(ordered, max_tokens // steps, side="right") - steps  # r(k), k = steps
+    runs, start = [], 0
+    while start < count:
+        step = max(1, int(np.searchsorted(-reach, -start, side="right")))
+        last = int(reach[step - 1]) if step > 1 else count - 1
+        runs.append(np.arange(start, last + 1, step))
+        start = int(runs[-1][-1]) + step
+    return np.concatenate(runs)
 
 
 def batch_seed(seed: int, epoch: int, index: int) -> int:
@@ -168,32 +263,51 @@ class BatchLoader(torch.utils.data.Dataset):
 
 
 class PlannedBatches(torch.utils.data.Dataset):
-    """One worker's batches of every epoch as one dataset, item (epoch, position) -> Batch, so a
-    single DataLoader (and its worker processes) serves a whole run. Each epoch is planned
-    from the seed when first asked for (`plan_batches`, then `worker_batches`)."""
+    """One worker's batches of every epoch as one dataset, so a single DataLoader (and its worker
+    processes) serves a whole run. Each epoch is planned from the seed when first asked for
+    (`plan_batches`, then `WorkerBatches`), in the process that asks: the sampler's, so the
+    loader's worker processes get each batch's items with its key, (epoch, index, items), and
+    never plan."""
 
     def __init__(self, loader: BatchLoader, max_tokens: int, rank: int, world: int):
         self.loader, self.max_tokens, self.rank, self.world = loader, max_tokens, rank, world
-        self._plans: dict[int, list[tuple[int, list[int]]]] = {}  # the two latest epochs asked for
+        self._plans: dict[int, WorkerBatches] = {}  # the two latest epochs asked for
 
-    def epoch(self, epoch: int) -> list[tuple[int, list[int]]]:
+    def epoch(self, epoch: int) -> "WorkerBatches":
         """(global index, items) of this worker's batches in `epoch`."""
         if epoch not in self._plans:
             data, loader = self.loader.data, self.loader
-            plan = plan_batches([data.size(i) for i in range(len(data))], self.max_tokens,
-                                loader.max_sample_size, loader.seed, epoch)
+            plan = plan_batches(data.sizes, self.max_tokens, loader.max_sample_size, loader.seed, epoch)
             self._plans = {e: p for e, p in self._plans.items() if e >= epoch - 1}
-            self._plans[epoch] = worker_batches(plan, self.rank, self.world)
+            self._plans[epoch] = WorkerBatches(plan, self.rank, self.world)
         return self._plans[epoch]
 
-    def __getitem__(self, key: tuple[int, int]) -> Batch:
-        epoch, position = key
+    def key(self, epoch: int, position: int) -> tuple[int, int, np.ndarray]:
+        """What the loader asks for to get this worker's batch `position` of `epoch`: (epoch, index, items)."""
         index, items = self.epoch(epoch)[position]
+        return epoch, index, items
+
+    def __getitem__(self, key: tuple[int, int, np.ndarray]) -> Batch:
+        epoch, index, items = key
         return self.loader.load(items, batch_seed(self.loader.seed, epoch, index))
 
 
-def worker_batches(batches: list[list[int]], rank: int, world: int) -> list[tuple[int, list[int]]]:
-    """(global index, items) of the batches worker `rank` runs: every world-th, truncated so all
-    workers get the same count."""
-    usable = len(batches) - len(batches) % world
-    return [(i, batches[i]) for i in range(rank, usable, world)]
+class WorkerBatches:
+    """(global index, items) of the batches of `plan` worker `rank` of `world` runs: every
+    world-th, truncated so all workers get the same count."""
+
+    def __init__(self, plan: BatchPlan, rank: int, world: int):
+        self.plan, self.rank, self.world = plan, rank, world
+
+    def __len__(self) -> int:
+        return len(self.plan) // self.world
+
+    def __getitem__(self, position: int) -> tuple[int, np.ndarray]:
+        if not 0 <= position < len(self):
+            raise IndexError(position)
+        index = self.rank + position * self.world
+        return index, self.plan[index]
+
+    def __iter__(self):
+        return (self[p] for p in range(len(self)))
+

@@ -30,7 +30,7 @@ import torch
 from tqdm import tqdm
 
 from clustering.audio import SAMPLE_RATE
-from clustering.manifest import read_manifest
+from clustering.manifest_arrays import open_manifest
 
 from .checkpoint import load_latest, save_best, save_checkpoint
 from .model_config import MaskConfig, ModelConfig
@@ -136,7 +136,8 @@ class MicroBatches:
 
 
 class _Cursor:
-    """Sampler of (epoch, position) keys from a cursor onwards, forever."""
+    """Sampler of the keys of this worker's batches (epoch, index, items) from a cursor (epoch,
+    position) onwards, forever; it plans each epoch in the trainer's process (see PlannedBatches)."""
 
     def __init__(self, planned: PlannedBatches, epoch: int, position: int):
         self.planned, self.epoch, self.position = planned, epoch, position
@@ -145,7 +146,7 @@ class _Cursor:
         epoch, position = self.epoch, self.position
         while True:
             for index in range(position, len(self.planned.epoch(epoch))):
-                yield epoch, index
+                yield self.planned.key(epoch, index)
             epoch, position = epoch + 1, 0
 
 
@@ -367,7 +368,7 @@ def _note_schedule_change(saved: dict, config: TrainConfig, update: int, log) ->
 def _valid_data(manifest_dir: Path, label_dirs: list[Path], config: TrainConfig, log) -> LabelledAudio | None:
     """The valid split, or None (said once) when there is none to validate on."""
     path = manifest_dir / "valid.tsv"
-    usable = path.exists() and any(n >= config.min_sample_size for n in read_manifest(path).sizes)
+    usable = path.exists() and bool((open_manifest(path).sizes >= config.min_sample_size).any())
     if not usable:
         log(f"note: no validation: {path} has no utterance of at least {config.min_sample_size} samples, "
             "so there is no valid loss and no best.pt (set valid_percent > 0 for a valid split)")
@@ -460,7 +461,7 @@ def validate(net, model: HubertPretrain, data: LabelledAudio, config: TrainConfi
     """Loss and accuracies on the valid split, plus collapse detectors: per-layer feature
     variance and how many units the model predicts at all."""
     net.eval()
-    plan = plan_batches([data.size(i) for i in range(len(data))], config.max_tokens,
+    plan = plan_batches(data.sizes, config.max_tokens,
                         config.max_sample_size, config.seed, epoch=0)
     mine = [(i, items) for i, items in enumerate(plan) if i % workers.world == workers.rank]
     loader = BatchLoader(data, mine, 0, config.crop, config.max_sample_size, config.seed, model.config.conv_spec,
