@@ -30,6 +30,7 @@ import torch
 from tqdm import tqdm
 
 from clustering.audio import SAMPLE_RATE
+from clustering.heap import return_freed_memory
 from clustering.manifest_arrays import open_manifest
 
 from .checkpoint import load_latest, save_best, save_checkpoint
@@ -118,7 +119,8 @@ class MicroBatches:
         self._loader = torch.utils.data.DataLoader(
             self.planned, batch_size=None, sampler=_Cursor(self.planned, epoch, position),
             num_workers=processes, pin_memory=workers.device.type == "cuda",
-            persistent_workers=processes > 0, prefetch_factor=2 if processes else None)
+            persistent_workers=processes > 0, prefetch_factor=2 if processes else None,
+            worker_init_fn=_start_loader_worker)
         self._iterator = None
 
     def next(self) -> Batch:
@@ -133,6 +135,12 @@ class MicroBatches:
     def close(self) -> None:
         """Stop the loader's worker processes (a persistent loader holds its iterator too)."""
         self._iterator = self._loader = None
+
+
+def _start_loader_worker(worker_id: int) -> None:
+    """A loader worker gives its freed audio and batch buffers back to the system, so its memory
+    stays at what one batch needs (it holds no utterance list: see LabelledAudio)."""
+    return_freed_memory()
 
 
 class _Cursor:

@@ -81,6 +81,26 @@ def test_touched_and_moved_corpus_skips_every_stage_then_more_updates_continue(u
     assert not (work / "superseded").exists()
 
 
+def test_a_rerun_reads_no_audio_and_a_touched_file_is_read_again_changing_nothing(user_run, tmp_path, capsys,
+                                                                                 monkeypatch):
+    from pipelines import fingerprint
+
+    work, audio = copy_run(user_run, tmp_path)  # times kept, as `cp -a` keeps them
+    real, read = fingerprint.file_digest, []
+    monkeypatch.setattr(fingerprint, "file_digest", lambda path, *a: read.append(path.name) or real(path, *a))
+    touched = sorted(audio.rglob("*.wav"))[3]
+    for change in (None, touched):
+        if change is not None:
+            os.utime(change)  # same bytes, a new modification time
+        capsys.readouterr()
+        code, out = run(work, audio, capsys=capsys)
+        stages = [line for line in out.out.splitlines() if line.startswith("[")]
+        assert code == 0 and len(stages) == 11 and all(line.endswith("] done, skipped") for line in stages)
+        assert read == ([] if change is None else [touched.name])  # the audio folder's cache in WORK_DIR
+        read.clear()
+    assert (work / fingerprint.CACHE_NAME).exists()
+
+
 @pytest.mark.parametrize("change", [["iteration1.num_units=12"], ["--from", "it1-train"]])
 def test_redone_training_moves_old_checkpoints_aside_untouched(user_run, tmp_path, capsys, change):
     work, audio = copy_run(user_run, tmp_path)
