@@ -81,15 +81,15 @@ def write_split(folder: Path, utterances: int, label_rate: int, seed: int = 0) -
     return (folder / "train.km").stat().st_size
 
 
-def build_arrays(folder: Path) -> float:
-    """Seconds to build train.tsv.arrays and train.km.arrays, as the data and label stages do."""
+def build_arrays(folder: Path) -> tuple[float, float]:
+    """(wall, CPU) seconds to build train.tsv.arrays and train.km.arrays, as the data and label stages do."""
     from clustering.label_arrays import write_label_arrays
     from clustering.manifest_arrays import write_manifest_arrays
 
-    begin = time.perf_counter()
+    begin, cpu = time.perf_counter(), time.process_time()
     write_manifest_arrays(folder / "train.tsv")
     write_label_arrays(folder / "train.km", NUM_UNITS)
-    return time.perf_counter() - begin
+    return time.perf_counter() - begin, time.process_time() - cpu
 
 
 def open_and_draw(folder: Path, workers: int, batches: int) -> dict:
@@ -104,15 +104,15 @@ def open_and_draw(folder: Path, workers: int, batches: int) -> dict:
     from pretrain.trainer import MicroBatches
 
     config = apply_overrides(train_preset("base"), {"num_workers": workers})
-    begin = time.perf_counter()
+    begin, cpu = time.perf_counter(), time.process_time()
     data = LabelledAudio(folder / "train.tsv", [folder], config.min_sample_size)
     stream = MicroBatches(data, config, Workers(0, 1, torch.device("cpu")), 0, 0, ((400, 320),))
-    opened = time.perf_counter() - begin
+    opened, opened_cpu = time.perf_counter() - begin, time.process_time() - cpu
     try:
         for _ in range(batches):
             stream.next()
         loaders = child_pids(os.getpid())
-        return {"open_s": opened, "rss_main_mib": memory_mib(os.getpid())["RssAnon"],
+        return {"open_s": opened, "open_cpu_s": opened_cpu, "rss_main_mib": memory_mib(os.getpid())["RssAnon"],
                 "rss_worker_mib": max((memory_mib(pid)["RssAnon"] for pid in loaders), default=0.0),
                 "loaders": len(loaders), "main": memory_mib(os.getpid())}
     finally:
@@ -206,12 +206,13 @@ def main() -> None:
         label_bytes = write_split(folder, args.utterances, args.label_rate)
         print(f"synthesised in {time.perf_counter() - begin:.0f} s: label text {label_bytes / 2**20:.0f} MiB "
               f"at {args.label_rate} Hz", flush=True)
-        build_s = build_arrays(folder)
+        build_s, build_cpu = build_arrays(folder)
         sizes = {p.name: p.stat().st_size / 2**20 for p in sorted(folder.glob("train.*"))}
         print("on disk (MiB): " + ", ".join(f"{name} {mib:.0f}" for name, mib in sizes.items()), flush=True)
         found = measure(folder, args.workers, args.batches)
         main_memory = ", ".join(f"{k} {v:.0f}" for k, v in found["main"].items())
-        print(f"trainer process (MiB): {main_memory}; {found['loaders']} loader workers", flush=True)
+        print(f"trainer process (MiB): {main_memory}; {found['loaders']} loader workers; CPU seconds: build "
+              f"{build_cpu:.1f}, open {found['open_cpu_s']:.2f}; load average {os.getloadavg()[0]:.1f}", flush=True)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     print(f"scale: utterances={args.utterances} build_s={build_s:.1f} open_s={found['open_s']:.2f} "

@@ -14,14 +14,16 @@ whose recorded size and modification time differ from its text's now (the text w
 touched or replaced), is not read: `read_arrays` says None and the caller rebuilds it from the
 text.
 
-Also here: reading unsigned decimal numbers out of ASCII bytes with numpy, no Python loop per
-number, for the builders of manifests and label files.
+Also here: what the builders of manifests and label files share to read text with numpy, no
+Python loop per line: whole-line chunks, line bounds, decimal fields.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
+import secrets
 import shutil
 import struct
 import tempfile
@@ -61,8 +63,8 @@ class ArrayWriter:
 
     def __init__(self, target: str | Path):
         self.target = Path(target)
-        handle, name = tempfile.mkstemp(dir=self.target.parent, prefix=f".{self.target.name}.", suffix=".tmp")
-        self.file, self.temporary = os.fdopen(handle, "wb"), Path(name)
+        self.temporary = temporary_name(self.target)
+        self.file = open(self.temporary, "xb")
         self.arrays: dict[str, list] = {}  # name -> [dtype, offset, count]
         self.current = None
 
@@ -187,16 +189,31 @@ def restamp(path: str | Path, old: dict, new: dict) -> bool:
     body = path.stat().st_size - TAIL.size - header["length"]
     updated = json.dumps({"version": VERSION, "source": new, "arrays": header["arrays"],
                           "facts": header["facts"]}).encode()
-    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as out, open(path, "rb") as source:
-            _copy(source, out, body)
-            out.write(updated + TAIL.pack(len(updated), MAGIC))
-        os.replace(name, path)
-    except BaseException:
-        Path(name).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as out, open(path, "rb") as source:
+        _copy(source, out, body)
+        out.write(updated + TAIL.pack(len(updated), MAGIC))
     return True
+
+
+def temporary_name(target: Path) -> Path:
+    """A name beside `target` no other writer uses (this process's id and a random tag)."""
+    return target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+
+
+@contextlib.contextmanager
+def atomic_file(target: str | Path, mode: str = "wb"):
+    """A new file (opened with `mode`) that replaces `target` when the block ends, or is removed
+    when it raises: readers see the old file or the whole new one, and writers racing never share
+    a temporary file."""
+    target = Path(target)
+    temporary = temporary_name(target)
+    try:
+        with open(temporary, mode.replace("w", "x")) as f:
+            yield f
+        os.replace(temporary, target)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def _copy(source, out, count: int, block: int = 2**24) -> None:
@@ -235,13 +252,6 @@ def line_bounds(text: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     starts[:1] = 0
     starts[1:] = ends[:-1] + 1
     return starts, ends
-
-
-def digit_runs(text: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(start, end) byte offsets of every maximal run of ASCII digits in `text` (uint8), in order."""
-    digit = (text - ord("0")) < 10  # uint8 arithmetic wraps, so this is 0 <= byte - '0' <= 9
-    edges = np.diff(digit.view(np.int8), prepend=np.int8(0), append=np.int8(0))
-    return np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
 
 
 def run_values(text: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray | None:

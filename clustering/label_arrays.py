@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .flat_arrays import ArrayWriter, digit_runs, offsets_fit, open_or_build, run_values, text_chunks
+from .flat_arrays import ArrayWriter, line_bounds, offsets_fit, open_or_build, text_chunks
 from .labels import LabelError, LabelInfo, check_dictionary, check_label_lengths, unit_error
 
 UINT16_UNITS = 2**16  # dictionaries up to this many units store ids as uint16
@@ -119,20 +119,21 @@ def _build(path: Path, num_units: int, target: Path, stamp: dict) -> Path:
 
 
 def _parse_lines(chunk: bytes) -> tuple[np.ndarray, np.ndarray] | None:
-    """(ids int64, ids per line) of whole lines of space-separated unsigned ids; None for any
+    """(ids int64, ids per line) of whole lines of blank-separated unsigned ids; None for any
     other byte (a sign, a letter, a lone carriage return), left to `_parse_carefully`."""
     if chunk.translate(None, b"0123456789 \t\n\r") or chunk.count(b"\r") != chunk.count(b"\r\n"):
         return None  # a byte of another kind, or a lone carriage return (a line break for str.splitlines)
     text = np.frombuffer(chunk, np.uint8)
-    starts, ends = digit_runs(text)
-    values = run_values(text, starts, ends)
-    if values is None:
+    digit = (text - ord("0")) < 10  # uint8 arithmetic wraps: true for '0'..'9' only
+    first_digit = digit.copy()
+    first_digit[1:] &= ~digit[:-1]  # where each id begins
+    id_starts = np.flatnonzero(first_digit)
+    before_line = np.searchsorted(id_starts, line_bounds(text)[0])  # ids before each line's first byte
+    per_line = np.diff(np.append(before_line, len(id_starts)))
+    values = np.fromstring(chunk, dtype=np.int64, sep=" ")  # C's strtol over blank-separated ids
+    if len(values) != per_line.sum():  # lines of blanks only read as one 0
         return None
-    newlines = np.flatnonzero(text == ord("\n"))
-    per_line = np.bincount(np.searchsorted(newlines, starts), minlength=len(newlines))
-    return values, per_line.astype(np.int64)
-
-
+    return values, per_line
 def _parse_carefully(chunk: bytes, path: Path, before: int) -> tuple[np.ndarray, np.ndarray]:
     """What `read_labels` makes of these lines (the first is line `before` + 1 of `path`), or its error."""
     rows = []

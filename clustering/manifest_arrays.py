@@ -13,26 +13,24 @@ interface (fairseq's format) and what the arrays are checked against.
 """
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-from .flat_arrays import (ArrayWriter, arrays_path, line_bounds, offsets_fit, open_or_build, restamp, run_values,
+from .flat_arrays import (ArrayWriter, arrays_path, atomic_file, line_bounds, offsets_fit, open_or_build, restamp, run_values,
                           text_chunks, text_stamp)
-from .manifest import Manifest, check_root_line, read_manifest, shard_range
+from .manifest import Manifest, check_root_line, read_manifest
 
 ODD_BYTES = (b"\r", b"\x0b", b"\x0c", b"\x1c", b"\x1d", b"\x1e")  # str.splitlines splits there too
 ODD_LINE_BREAKS = ("\x85", "\u2028", "\u2029")  # and there, beyond ASCII
 
 
 class ManifestArrays:
-    """An audio root and its utterances, read from memory-mapped arrays: what `Manifest` offers
-    (`root`, `sizes`, `paths`, `audio_path`, `utterance_id`, `line_number`, `shard`), with no
-    Python object per utterance. `sizes` is a read-only int64 array."""
+    """An audio root and its utterances, read from memory-mapped arrays: what the trainer and the
+    label checks ask of a `Manifest` (`root`, `sizes`, `paths`, `audio_path`, `line_number`), with
+    no Python object per utterance. `sizes` is a read-only int64 array."""
 
     def __init__(self, source: Path, root: Path, arrays: dict[str, np.ndarray]):
         self.source, self.root = source, root
@@ -53,20 +51,8 @@ class ManifestArrays:
     def audio_path(self, index: int) -> Path:
         return self.root / self.relpath(index)
 
-    def utterance_id(self, index: int) -> str:
-        return os.path.splitext(self.relpath(index))[0]
-
     def line_number(self, index: int) -> int:
         return int(self._lines[index]) if self._lines is not None else index + 2
-
-    def shard(self, rank: int, nshard: int) -> range:
-        return shard_range(len(self), rank, nshard)
-
-    def subset(self, indices) -> Manifest:
-        """The utterances at `indices` as a plain Manifest (a sample: small)."""
-        indices = [int(i) for i in indices]
-        return Manifest(self.root, tuple(self.relpath(i) for i in indices), tuple(int(self.sizes[i]) for i in indices),
-                        tuple(self.line_number(i) for i in indices))
 
 
 class RelativePaths:
@@ -118,13 +104,10 @@ def reroot_manifest(path: str | Path, root: str | Path) -> bool:
     if _root(path) == root:
         return False
     before = text_stamp(path)
-    with open(path, "rb") as source:
+    with open(path, "rb") as source, atomic_file(path) as out:
         source.readline()
-        handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(handle, "wb") as out:
-            out.write(f"{root}\n".encode("utf-8"))
-            shutil.copyfileobj(source, out)
-    os.replace(name, path)
+        out.write(f"{root}\n".encode("utf-8"))
+        shutil.copyfileobj(source, out)
     if not restamp(arrays_path(path), before, text_stamp(path)):
         write_manifest_arrays(path)  # they were stale already
     return True

@@ -17,10 +17,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 from tqdm import tqdm
+
+from clustering.flat_arrays import atomic_file
 
 EDGE_BYTES = 16 * 1024
 CACHE_NAME = "fingerprints.json"  # the audio folder's digest cache, in the work folder
@@ -82,10 +83,8 @@ def _read_cache(path: Path) -> dict[str, list]:
 def _write_cache(path: Path, files: dict[str, list]) -> None:
     """Replace the cache atomically (a private temporary name, then a rename: workers racing are safe)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(handle, "w", encoding="utf-8") as f:
+    with atomic_file(path, "w") as f:
         json.dump({"version": CACHE_VERSION, "edge": EDGE_BYTES, "files": files}, f, separators=(",", ":"))
-    os.replace(name, path)
 
 
 def tree_fingerprint(root: str | Path) -> str:

@@ -191,3 +191,36 @@ def test_torchrun_workers_share_feature_and_label_stages_with_identical_labels(u
     for split in ("train", "valid"):
         assert (two / "it1-labels" / f"{split}.km").read_bytes() == (one / "it1-labels" / f"{split}.km").read_bytes()
     assert not list((two / "it1-labels").glob("*_*_2.km"))  # shards merged, then removed
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_two_nodes_over_one_work_folder_give_the_labels_and_weights_of_one_node(tmp_path):
+    """README's many-node command, two nodes on this machine: two torchrun agents meet through a c10d
+    rendezvous, one worker each, over one work folder; the same bytes as 2 workers on one node."""
+    args = ["-m", "pipelines.cli", "run", DEMO, *TINY, "--until", "it1-train"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    port = free_port()
+    node = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1", "--rdzv_backend=c10d",
+            f"--rdzv_endpoint=127.0.0.1:{port}", f"--rdzv_id=nodes{port}", *args, f"work_dir={tmp_path / 'nodes'}"]
+    agents = [subprocess.Popen(node, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+              for _ in range(2)]
+    outputs = [agent.communicate(timeout=900) for agent in agents]
+    assert [agent.returncode for agent in agents] == [0, 0], outputs[0][1][-3000:] + outputs[1][1][-3000:]
+    one = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                          *args, f"work_dir={tmp_path / 'one'}"], capture_output=True, text=True, timeout=900, env=env)
+    assert one.returncode == 0, one.stderr[-3000:]
+    for split in ("train", "valid"):
+        labels = [(tmp_path / run / "it1-labels" / f"{split}.km").read_bytes() for run in ("nodes", "one")]
+        assert labels[0] == labels[1] and labels[0]
+    checkpoints = [tmp_path / run / "it1-train" / "checkpoints" / "update_0000020.pt" for run in ("nodes", "one")]
+    import torch
+
+    a, b = (torch.load(path, map_location="cpu", weights_only=True)["model"] for path in checkpoints)
+    assert all(torch.equal(a[key], b[key]) for key in a)
