@@ -26,12 +26,16 @@ class LabelArrays:
     """Unit ids per utterance, read from memory-mapped arrays. `labels[i]` is utterance i's ids
     (a read-only uint16 or uint32 view); `max_unit` is the largest id (-1 when there is none)."""
 
-    def __init__(self, path: Path, facts: dict, arrays: dict[str, np.ndarray]):
-        self.path, self.max_unit = path, int(facts["max_unit"])
+    def __init__(self, path: Path, num_units: int, facts: dict, arrays: dict[str, np.ndarray]):
+        self.path, self.num_units, self.max_unit = path, num_units, int(facts["max_unit"])
         self.values, self.offsets = arrays["labels"], arrays["offsets"]
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
+
+    def __reduce__(self):
+        """Pickled as its path (a process started by spawn maps the arrays itself, copying nothing)."""
+        return open_label_arrays, (self.path, self.num_units)
 
     def __getitem__(self, index: int) -> np.ndarray:
         if not 0 <= index < len(self):
@@ -61,14 +65,14 @@ def open_label_arrays(path: str | Path, num_units: int) -> LabelArrays:
     decides the id type of a rebuild."""
     path = Path(path)
     facts, arrays = open_or_build(path, partial(_build, path, num_units), _consistent)
-    return LabelArrays(path, facts, arrays)
+    return LabelArrays(path, num_units, facts, arrays)
 
 
 def write_label_arrays(path: str | Path, num_units: int) -> LabelArrays:
     """Build `path`.arrays from the label file `path` (replacing any), atomically, and open them."""
     path = Path(path)
     facts, arrays = open_or_build(path, partial(_build, path, num_units), _consistent, rebuild=True)
-    return LabelArrays(path, facts, arrays)
+    return LabelArrays(path, num_units, facts, arrays)
 
 
 def _consistent(facts: dict, arrays: dict[str, np.ndarray]) -> bool:

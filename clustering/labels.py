@@ -114,8 +114,13 @@ def read_labels(path: str | Path) -> list[np.ndarray]:
 
 
 def write_labels(path: str | Path, rows) -> None:
-    """Write unit ids per utterance atomically, one line each."""
-    _atomic_write(Path(path), "".join(" ".join(map(str, r)) + "\n" for r in rows))
+    """Write unit ids per utterance atomically, one line each, as `rows` (any iterable) come."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        for row in rows:
+            f.write(" ".join(map(str, row)) + "\n")
+    os.replace(tmp, path)
 
 
 def write_dictionary(directory: str | Path, num_units: int) -> None:

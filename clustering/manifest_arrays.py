@@ -41,6 +41,10 @@ class ManifestArrays:
     def __len__(self) -> int:
         return len(self.sizes)
 
+    def __reduce__(self):
+        """Pickled as its path (a process started by spawn maps the arrays itself, copying nothing)."""
+        return open_manifest, (self.source,)
+
     def relpath(self, index: int) -> str:
         return bytes(self._blob[self._offsets[index]:self._offsets[index + 1]]).decode("utf-8")
 

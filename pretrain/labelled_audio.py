@@ -59,6 +59,7 @@ class LabelledAudio:
             info, labels = open_checked_labels(directory, split, manifest)
             self.infos.append(info)
             self.labels.append(labels)
+        self.min_samples = min_samples
         self.keep = _kept(manifest.sizes, min_samples)  # None: every utterance is kept
         self.dropped = 0 if self.keep is None else len(manifest) - len(self.keep)
         if self.keep is not None and not len(self.keep):
@@ -68,6 +69,14 @@ class LabelledAudio:
     @property
     def num_units(self) -> list[int]:
         return [info.num_units for info in self.infos]
+
+    def __getstate__(self) -> dict:
+        """Pickled without the kept indices (a loader worker started by spawn finds them again)."""
+        return {**self.__dict__, "keep": None}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.keep = _kept(self.manifest.sizes, self.min_samples)
 
     @property
     def sizes(self) -> np.ndarray:
@@ -272,6 +281,10 @@ class PlannedBatches(torch.utils.data.Dataset):
     def __init__(self, loader: BatchLoader, max_tokens: int, rank: int, world: int):
         self.loader, self.max_tokens, self.rank, self.world = loader, max_tokens, rank, world
         self._plans: dict[int, WorkerBatches] = {}  # the two latest epochs asked for
+
+    def __getstate__(self) -> dict:
+        """Pickled without plans: a loader worker is handed each batch's items and never plans."""
+        return {**self.__dict__, "_plans": {}}
 
     def epoch(self, epoch: int) -> "WorkerBatches":
         """(global index, items) of this worker's batches in `epoch`."""

@@ -29,6 +29,24 @@ def test_a_loader_workers_memory_does_not_grow_with_ten_times_the_labels(tmp_pat
     assert large["rss_main_mib"] - small["rss_main_mib"] < 20, found
 
 
+def test_a_dataset_pickled_for_a_spawned_worker_is_small_and_loads_the_same(tmp_path):
+    """A loader worker started by spawn or forkserver (not fork) gets the dataset pickled: paths,
+    not arrays, whatever the number of utterances; it maps the arrays itself."""
+    import pickle
+
+    from pretrain.labelled_audio import BatchLoader, LabelledAudio, PlannedBatches
+
+    bench_scale.write_split(tmp_path, 5_000, label_rate=50)
+    data = LabelledAudio(tmp_path / "train.tsv", [tmp_path], 40_000)  # some utterances dropped
+    planned = PlannedBatches(BatchLoader(data, [], 0, True, 250_000, 0), 1_400_000, 0, 1)
+    planned.epoch(0)
+    copy = pickle.loads(pickle.dumps(planned))
+    assert len(pickle.dumps(planned)) < 10_000 and data.dropped > 0 and len(copy.loader.data) == len(data)
+    key = planned.key(0, 3)
+    a, b = planned[key], copy[key]
+    assert a.wav.equal(b.wav) and all(x.equal(y) for x, y in zip(a.targets, b.targets))
+
+
 def greedy_reference(sizes, max_tokens, max_sample_size, seed, epoch):
     """The planner as it was written first: a Python loop over length-sorted items."""
     rng = np.random.default_rng([seed, epoch])
