@@ -16,7 +16,7 @@ from pathlib import Path
 
 from clustering.assign import assign_all, finish_label_dir, label_audio, merge_label_shards, shard_label_path
 from clustering.audio import FRAME_RATE, MFCC_FRAMES, MFCC_RATE
-from clustering.audio_folder import JOURNAL_NAME, find_audio, scan_audio, write_scan
+from clustering.audio_folder import find_audio, scan_audio, write_scan
 from clustering.features import dump_features, mfcc_features, shard_paths
 from clustering.kmeans import KMeansTeacher, fit_kmeans
 from clustering.labels import write_labels
@@ -24,6 +24,7 @@ from clustering.manifest import read_manifest
 from clustering.manifest_arrays import reroot_manifest
 from clustering.feature_shards import FeatureShards, sample_utterances
 from clustering.heldout import split_off_test
+from clustering.scan_journal import JOURNAL_NAME
 from clustering.synthetic.corpus import make_corpus
 
 from .run_config import IterationSettings, PipelineConfig

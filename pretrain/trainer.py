@@ -35,7 +35,8 @@ from clustering.manifest_arrays import open_manifest
 
 from .checkpoint import load_latest, save_best, save_checkpoint
 from .model_config import MaskConfig, ModelConfig
-from .labelled_audio import Batch, BatchLoader, LabelledAudio, PlannedBatches, plan_batches
+from .batch_plan import plan_batches
+from .labelled_audio import Batch, BatchLoader, LabelledAudio, PlannedBatches
 from .distributed import Workers, setup_workers, teardown_workers
 from .loss import hubert_loss
 from .model import HubertPretrain, compile_regions, set_kernels

@@ -66,8 +66,8 @@ def test_written_manifest_round_trips(audio_dir, tmp_path):
 
 KILL_SCAN = """
 import os, signal
-from clustering import audio_folder
-audio_folder.JOURNAL_CHUNK = 4  # flushed every 4 files
+from clustering import audio_folder, scan_journal
+scan_journal.JOURNAL_CHUNK = 4  # flushed every 4 files
 real, calls = audio_folder._probe, []
 def probe_then_die(path):
     calls.append(path)

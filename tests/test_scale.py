@@ -8,7 +8,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks import bench_scale  # noqa: E402
-from pretrain.labelled_audio import plan_batches  # noqa: E402
+from pretrain.batch_plan import plan_batches  # noqa: E402
 from pretrain.layer_features import FeatureBatch, Row, batches_for, plan_feature_batches  # noqa: E402
 
 
