@@ -147,9 +147,9 @@ def decode_only(manifest: Manifest, workers: int, batch_seconds: float) -> float
     """Seconds of audio per second the loader workers decode and pad, with no model."""
     import torch
 
-    from pretrain.layer_features import MAX_CHUNK, BatchAudio, plan_batches
+    from pretrain.layer_features import MAX_CHUNK, BatchAudio, plan_feature_batches
 
-    batches = plan_batches(manifest.sizes, round(batch_seconds * SAMPLE_RATE))
+    batches = plan_feature_batches(manifest.sizes, round(batch_seconds * SAMPLE_RATE))
     loader = torch.utils.data.DataLoader(BatchAudio(manifest, batches, MAX_CHUNK, False, 400), batch_size=None,
                                          num_workers=workers, prefetch_factor=4 if workers else None)
     begin = time.perf_counter()

@@ -124,7 +124,8 @@ def flop_per_audio_second(config, frames_per_item: float, num_units: int = 100) 
 def fed_audio(sizes: list[int], config, crop_multiple: int) -> tuple[float, float]:
     """(samples fed to the model in one epoch, mean frames per item) under `config`'s batching."""
     sys.path.insert(0, str(ROOT))
-    from pretrain.labelled_audio import batch_length, plan_batches
+    from pretrain.batch_plan import plan_batches
+    from pretrain.labelled_audio import batch_length
 
     fed, frames = 0, 0.0
     for batch in plan_batches(sizes, config.max_tokens, config.max_sample_size, config.seed, 0):

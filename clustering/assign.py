@@ -5,6 +5,8 @@ shard pages the OS chooses to keep), whatever the size of the feature set.
 """
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 from typing import Iterable
 
@@ -13,7 +15,8 @@ from tqdm import tqdm
 
 from .features import BatchedFeatures, FeatureFn, shard_features
 from .kmeans import KMeansTeacher, file_sha256
-from .labels import LabelError, LabelInfo, check_labels, read_labels, write_dictionary, write_labels
+from .label_arrays import check_label_arrays, write_label_arrays
+from .labels import LabelError, LabelInfo, write_dictionary
 from .heap import reuse_freed_memory
 from .manifest import Manifest
 
@@ -46,33 +49,55 @@ def shard_label_path(out_dir: str | Path, split: str, rank: int, nshard: int) ->
 
 def merge_label_shards(out_dir: str | Path, split: str, nshard: int, manifest: Manifest) -> Path:
     """Concatenate `{split}_{r}_{nshard}.km` in rank order into `{split}.km`, checking each
-    shard holds exactly the lines its manifest range needs."""
-    rows = []
+    shard holds exactly the lines its manifest range needs. Streams bytes: no row is parsed."""
+    shards = []
     for rank in range(nshard):
         path = shard_label_path(out_dir, split, rank, nshard)
         if not path.exists():
             raise LabelError(f"{path}: shard missing; run `hubert labels --rank {rank} --nshard {nshard}`")
-        shard = read_labels(path)
-        expected = len(manifest.shard(rank, nshard))
-        if len(shard) != expected:
-            raise LabelError(f"{path}: {len(shard)} lines, but shard {rank}/{nshard} of the "
+        lines, expected = count_lines(path), len(manifest.shard(rank, nshard))
+        if lines != expected:
+            raise LabelError(f"{path}: {lines} lines, but shard {rank}/{nshard} of the "
                              f"manifest has {expected}; rerun that shard")
-        rows.extend(shard)
+        shards.append(path)
     target = Path(out_dir) / f"{split}.km"
-    write_labels(target, rows)
+    tmp = target.with_name(target.name + ".tmp")
+    with open(tmp, "wb") as out:
+        for path in shards:
+            with open(path, "rb") as f:
+                shutil.copyfileobj(f, out)
+                if f.tell() and _last_byte(f) != b"\n":
+                    out.write(b"\n")
+    os.replace(tmp, target)
     return target
+
+
+def count_lines(path: str | Path, block: int = 2**24) -> int:
+    """Lines of the text file `path` (a last line without a newline counts), read in blocks."""
+    count, last = 0, b"\n"
+    with open(path, "rb") as f:
+        while data := f.read(block):
+            count += data.count(b"\n")
+            last = data[-1:]
+    return count + (last != b"\n")
+
+
+def _last_byte(f) -> bytes:
+    f.seek(-1, os.SEEK_END)
+    return f.read(1)
 
 
 def finish_label_dir(out_dir: str | Path, teacher_path: str | Path, teacher: KMeansTeacher,
                      label_rate: float, features: str, manifests: dict[str, Manifest],
                      frames: tuple[tuple[int, int], ...] = ()) -> LabelInfo:
-    """Check every `{split}.km` against its manifest, then write dict.km.txt and labels.json
-    (recording `frames`, the (kernel, stride) framing the labels were computed with)."""
+    """Write every `{split}.km` as arrays (SPLIT.km.arrays, see label_arrays) and check them against
+    its manifest, then write dict.km.txt and labels.json (recording `frames`, the (kernel, stride)
+    framing the labels were computed with)."""
     out_dir = Path(out_dir)
     lines = {}
     for split, manifest in manifests.items():
-        path = out_dir / f"{split}.km"
-        check_labels(path, read_labels(path), manifest, label_rate, teacher.num_units)
+        labels = write_label_arrays(out_dir / f"{split}.km", teacher.num_units)
+        check_label_arrays(labels, manifest, label_rate, teacher.num_units)
         lines[split] = len(manifest)
     write_dictionary(out_dir, teacher.num_units)
     info = LabelInfo(teacher.num_units, label_rate, features, str(Path(teacher_path).resolve()),

@@ -1,6 +1,7 @@
 """Scan a folder of audio into train/valid manifests, rejecting bad files."""
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import random
@@ -12,7 +13,9 @@ from tqdm import tqdm
 
 from .audio import AUDIO_EXTENSIONS, AudioError, load_audio, short_audio_reason
 from .manifest import check_valid_percent, ensure_valid, unlistable, write_manifest
+from .manifest_arrays import write_manifest_arrays
 from .path_checks import input_folder, output_folder
+from .scan_journal import ScanJournal, file_stamp
 
 
 REJECTED = "rejected.tsv"  # files left out of the manifests, with the reason for each
@@ -121,22 +124,26 @@ def _probe(path: str) -> tuple[int, str]:
     try:
         num_samples = len(load_audio(path))
     except AudioError as error:
-        return 0, str(error).split(": ", 1)[-1]
+        return 0, " ".join(str(error).split(": ", 1)[-1].split())  # one line, for rejected.tsv
     reason = short_audio_reason(num_samples)
     return (0, reason) if reason else (num_samples, "")
 
 
 def scan_audio(audio_dir: str | Path, extensions: tuple[str, ...] = AUDIO_EXTENSIONS,
                valid_percent: float = 0.01, seed: int = 0, jobs: int | None = None,
-               strict: bool = False) -> ScanResult:
+               strict: bool = False, journal: str | Path | None = None) -> ScanResult:
     """Decode every file under `audio_dir` and split the good ones into train/valid.
 
     Each file goes to valid with probability `valid_percent`, decided by a
     generator seeded with `seed` in sorted path order, so a seed fixes the split;
     with `valid_percent` > 0 and two good files or more, valid gets at least one.
     Files shorter than MIN_AUDIO_SAMPLES are rejected, as are files whose name a manifest
-    cannot hold (a tab or line break: `unlistable`), dangling links and link loops (see `walk_audio`). With `strict`, the first bad file raises
-    AudioError instead of being rejected.
+    cannot hold (a tab or line break: `unlistable`), dangling links and link loops (see
+    `walk_audio`). With `strict`, the first bad file raises AudioError instead of being
+    rejected. With `journal` (a file), each file's result is appended there as it comes (see
+    ScanJournal), and a file it already holds with the same size and modification time is not
+    decoded again: a scan killed halfway resumes where it stopped, and a rescan decodes only new
+    or changed files.
     """
     check_valid_percent(valid_percent)
     audio_dir = input_folder(audio_dir, "audio folder").resolve()
@@ -148,7 +155,7 @@ def scan_audio(audio_dir: str | Path, extensions: tuple[str, ...] = AUDIO_EXTENS
         rel, reason = badly_named[0]
         raise AudioError(f"{str(audio_dir / rel)!r}: {reason} (rerun without --strict to skip it)")
     relpaths = [rel for rel in relpaths if not unlistable(rel)]
-    probed = _probe_all([str(audio_dir / r) for r in relpaths], jobs)
+    probed = _probe_all(audio_dir, relpaths, jobs, ScanJournal(journal) if journal else None)
     result, good = ScanResult([], [], sorted(skipped + badly_named)), []
     for rel, (size, reason) in zip(relpaths, probed):
         if reason and strict:
@@ -169,19 +176,34 @@ def _split(good: list[tuple[str, int]], valid_percent: float, seed: int):
     return train, [entry for entry, valid in zip(good, in_valid) if valid]
 
 
-def _probe_all(paths: list[str], jobs: int | None) -> list[tuple[int, str]]:
-    """`_probe` of every path, in `jobs` processes (default: one per core), in order."""
-    jobs = jobs or min(len(paths), os.cpu_count() or 1)
-    with ProcessPoolExecutor(jobs) if jobs > 1 else _Serial() as pool:
-        return list(tqdm(pool.map(_probe, paths, chunksize=8), total=len(paths),
-                         desc="scan audio", unit="file"))
+def _probe_all(audio_dir: Path, relpaths: list[str], jobs: int | None,
+               journal: ScanJournal | None) -> list[tuple[int, str]]:
+    """`_probe` of every file, in `jobs` processes (default: one per core), in order; results the
+    journal holds for a file of the same size and modification time are taken from it."""
+    stamps = [file_stamp(audio_dir / rel) for rel in relpaths]
+    known = journal.read() if journal else {}
+    results = [known.get((rel, stamp)) for rel, stamp in zip(relpaths, stamps)]
+    todo = [i for i, result in enumerate(results) if result is None]
+    jobs = jobs or min(max(len(todo), 1), os.cpu_count() or 1)
+    bar = tqdm(total=len(relpaths), initial=len(relpaths) - len(todo), desc="scan audio", unit="file")
+    with ProcessPoolExecutor(jobs) if jobs > 1 else _Serial() as pool, journal or contextlib.nullcontext():
+        for i, result in zip(todo, pool.map(_probe, [str(audio_dir / relpaths[i]) for i in todo], chunksize=8)):
+            results[i] = result
+            if journal:
+                journal.add(relpaths[i], stamps[i], result)
+            bar.update()
+    bar.close()
+    if journal:
+        journal.keep_only(dict(zip(zip(relpaths, stamps), results)))
+    return results
 
 
 def write_scan(result: ScanResult, audio_dir: str | Path, out_dir: str | Path) -> None:
-    """Write train.tsv, valid.tsv and rejected.tsv into `out_dir`."""
+    """Write train.tsv, valid.tsv (each with its arrays, see manifest_arrays) and rejected.tsv into `out_dir`."""
     out_dir = output_folder(out_dir)
-    write_manifest(out_dir / "train.tsv", audio_dir, result.train)
-    write_manifest(out_dir / "valid.tsv", audio_dir, result.valid)
+    for split, entries in (("train", result.train), ("valid", result.valid)):
+        write_manifest(out_dir / f"{split}.tsv", audio_dir, entries)
+        write_manifest_arrays(out_dir / f"{split}.tsv")
     shown = [(repr(rel)[1:-1] if unlistable(rel) else rel, reason) for rel, reason in result.rejected]
     lines = "".join(f"{rel}\t{reason}\n" for rel, reason in shown)  # a tab or newline in a name escaped
     (out_dir / REJECTED).write_text("path\treason\n" + lines, encoding="utf-8")

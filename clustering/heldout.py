@@ -10,6 +10,7 @@ import random
 from pathlib import Path
 
 from .manifest import read_manifest, write_manifest
+from .manifest_arrays import write_manifest_arrays
 from .synthetic.corpus import alignment_file
 
 
@@ -25,6 +26,8 @@ def split_off_test(folder: str | Path, share: float, seed: int) -> int:
     entries = list(zip(valid.paths, valid.sizes))
     write_manifest(folder / "test.tsv", valid.root, [e for i, e in enumerate(entries) if i in chosen])
     write_manifest(folder / "valid.tsv", valid.root, [e for i, e in enumerate(entries) if i not in chosen])
+    for split in ("test", "valid"):
+        write_manifest_arrays(folder / f"{split}.tsv")
     phones = alignment_file(folder, "valid")
     if phones.exists():
         test_ids = {valid.utterance_id(i) for i in chosen}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import write_text
+from .atomic import atomic_write, write_text
 from .audio import SAMPLE_RATE, total_stride
 from .path_checks import input_file
 from .text_files import TextFileError, read_json, read_text
@@ -119,8 +119,10 @@ def read_labels(path: str | Path) -> list[np.ndarray]:
 
 
 def write_labels(path: str | Path, rows) -> None:
-    """Write unit ids per utterance atomically, one line each."""
-    write_text(Path(path), "".join(" ".join(map(str, r)) + "\n" for r in rows))
+    """Write unit ids per utterance atomically, one line each, as `rows` (any iterable) come."""
+    with atomic_write(Path(path)) as tmp, open(tmp, "w") as f:
+        for row in rows:
+            f.write(" ".join(map(str, row)) + "\n")
 
 
 def write_dictionary(directory: str | Path, num_units: int) -> None:
@@ -135,29 +137,40 @@ def check_labels(path: str | Path, rows: list[np.ndarray], manifest, label_rate:
     Checks: one row per manifest utterance; each row's length within
     LENGTH_TOLERANCE_S of the audio's duration at `label_rate`; every id < num_units.
     """
+    check_label_lengths(path, np.array([len(r) for r in rows], np.int64), manifest, label_rate)
+    for i, row in enumerate(rows):
+        if len(row) and (row.min() < 0 or row.max() >= num_units):
+            bad = int(row.min()) if row.min() < 0 else int(row.max())
+            largest = max(int(r.max()) for r in rows if len(r))
+            raise unit_error(path, i, bad, manifest.paths[i], num_units, largest)
+
+
+def check_label_lengths(path: str | Path, lengths: np.ndarray, manifest, label_rate: float) -> None:
+    """Raise LabelError unless there is one label count per utterance of `manifest` (a Manifest or
+    ManifestArrays), each within LENGTH_TOLERANCE_S of the audio's duration at `label_rate`.
+    `lengths`: (utterances,) labels per utterance, in manifest order. Vectorised: no loop per utterance."""
     from .audio import LENGTH_TOLERANCE_S, expected_label_count
 
-    if len(rows) != len(manifest):
-        raise LabelError(f"{path}: {len(rows)} lines but the manifest has {len(manifest)} "
+    if len(lengths) != len(manifest):
+        raise LabelError(f"{path}: {len(lengths)} lines but the manifest has {len(manifest)} "
                          "utterances; labels must be written in manifest order, one line each "
                          "(merge shards with `hubert labels --merge`)")
     slack = LENGTH_TOLERANCE_S * label_rate
-    for i, row in enumerate(rows):
-        expected = expected_label_count(manifest.sizes[i], label_rate)
-        if abs(len(row) - expected) > slack:
+    sizes = np.asarray(manifest.sizes, dtype=np.int64)
+    block = 2**20  # utterances compared at a time, so the temporaries stay small
+    for begin in range(0, len(sizes), block):
+        expected = expected_label_count(sizes[begin:begin + block], label_rate)
+        wrong = np.flatnonzero(np.abs(lengths[begin:begin + block] - expected) > slack)
+        if len(wrong):
+            i = begin + int(wrong[0])
             raise LabelError(
-                f"{path}:{i + 1}: utterance {manifest.paths[i]} has {len(row)} labels, but "
-                f"{manifest.sizes[i]} samples need about {expected:.0f} at {label_rate:g} Hz; "
+                f"{path}:{i + 1}: utterance {manifest.paths[i]} has {lengths[i]} labels, but "
+                f"{sizes[i]} samples need about {expected[wrong[0]]:.0f} at {label_rate:g} Hz; "
                 "check the label rate (100 for MFCC, 50 for layer labels) and the manifest")
-        if len(row) and (row.min() < 0 or row.max() >= num_units):
-            raise _unit_error(path, rows, i, manifest.paths[i], num_units)
 
 
-def _unit_error(path, rows: list[np.ndarray], i: int, utterance: str, num_units: int) -> LabelError:
-    """The error for line i + 1 holding an id outside 0..num_units-1, with the largest id in the file."""
-    row = rows[i]
-    bad = int(row.min()) if row.min() < 0 else int(row.max())
-    largest = max(int(r.max()) for r in rows if len(r))
+def unit_error(path, i: int, bad: int, utterance: str, num_units: int, largest: int) -> LabelError:
+    """The error for line i + 1 holding id `bad`, outside 0..num_units-1; `largest` is the file's largest id."""
     return LabelError(f"{path}:{i + 1}: unit id {bad} outside the dictionary of {num_units} units "
                       f"(utterance {utterance}); the largest id in the file is {largest}: give the number "
                       "of units of the teacher that made these labels (labels.json num_units, --num-units)")
@@ -189,16 +202,3 @@ def check_dictionary(directory: str | Path, num_units: int) -> None:
     if units != [str(i) for i in range(num_units)]:
         raise LabelError(f"{path}: lists {len(units)} units, expected 0..{num_units - 1} in order; "
                          "an incomplete dictionary silently maps labels to <unk>")
-
-
-def load_checked_labels(directory: str | Path, split: str, manifest) -> tuple[LabelInfo, list[np.ndarray]]:
-    """labels.json, dictionary and `{split}.km` of `directory`, checked against `manifest`."""
-    info = LabelInfo.load(directory)
-    info.check_lines(Path(directory) / LABEL_INFO, split, len(manifest))
-    check_dictionary(directory, info.num_units)
-    path = Path(directory) / f"{split}.km"
-    if not path.exists():
-        raise LabelError(f"{path}: missing; label split {split!r} with `hubert labels`")
-    rows = read_labels(path)
-    check_labels(path, rows, manifest, info.label_rate, info.num_units)
-    return info, rows

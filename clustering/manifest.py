@@ -102,11 +102,7 @@ def _manifest_lines(path: Path) -> list[str]:
     except UnicodeDecodeError:
         raise ManifestError(f"{path}: not UTF-8 text, so not a manifest; give the .tsv that "
                             "`hubert manifest` wrote") from None
-    if not lines or not lines[0].strip():
-        raise ManifestError(f"{path}:1: first line must be the audio root folder; add it")
-    if _UTTERANCE_LINE.fullmatch(lines[0]):
-        raise ManifestError(f"{path}:1: first line must be the audio root folder, got {lines[0]!r}; "
-                            "add it (the folder the relative paths start from) above this line")
+    check_root_line(path, lines[0] if lines else "")
     return lines
 
 
@@ -120,6 +116,16 @@ def check_audio_present(manifest: Manifest, source: str | Path) -> None:
     if len(manifest) and not manifest.audio_path(0).is_file():
         raise ManifestError(f"{source}:{manifest.line_number(0)}: {manifest.audio_path(0)} not found; "
                             f"{MOVED_AUDIO_FIX}")
+
+
+def check_root_line(path: str | Path, line: str) -> Path:
+    """The audio root a manifest's first line names; ManifestError when it is empty or an utterance."""
+    if not line.strip():
+        raise ManifestError(f"{path}:1: first line must be the audio root folder; add it")
+    if _UTTERANCE_LINE.fullmatch(line):
+        raise ManifestError(f"{path}:1: first line must be the audio root folder, got {line!r}; "
+                            "add it (the folder the relative paths start from) above this line")
+    return Path(line.strip())
 
 
 def check_valid_percent(valid_percent: float) -> None:

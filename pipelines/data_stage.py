@@ -14,7 +14,8 @@ from pathlib import Path
 from clustering.alignments import load_alignments
 from clustering.audio_folder import scan_audio, write_scan
 from clustering.heldout import split_off_test
-from clustering.manifest import read_manifest, write_manifest
+from clustering.manifest import read_manifest
+from clustering.manifest_arrays import reroot_manifest
 from clustering.quality import check_alignment_lengths
 from clustering.synthetic.corpus import make_corpus
 from pretrain.typed_settings import OMIT_DEFAULT, RUN_ONLY
@@ -63,7 +64,8 @@ def scan_user_audio(inputs: WorkLayout, out: Path, settings: AudioData) -> None:
     """Manifests of the user's audio in `out`; bad files are listed in rejected.tsv and said."""
     root = inputs.source("audio")
     heldout = settings.valid_percent + settings.test_percent
-    result = scan_audio(root, valid_percent=heldout, seed=settings.seed, jobs=settings.jobs or None)
+    result = scan_audio(root, valid_percent=heldout, seed=settings.seed, jobs=settings.jobs or None,
+                        journal=inputs.scan_journal)
     write_scan(result, root, out)
     if result.rejected:
         total = len(result.rejected) + len(result.train) + len(result.valid)
@@ -91,10 +93,7 @@ def reroot(inputs: WorkLayout, root: Path) -> None:
     """Point the manifests' first line at `root`, where the audio is now (a moved corpus or work folder
     is not a change of data)."""
     for split in inputs.splits():
-        path = inputs.manifest(split)
-        manifest = read_manifest(path)
-        if manifest.root != root:
-            write_manifest(path, root, list(zip(manifest.paths, manifest.sizes)))
+        reroot_manifest(inputs.manifest(split), root)
 
 
 def check_alignments(inputs: WorkLayout) -> None:

@@ -7,15 +7,25 @@ on hundreds of hours (about 9 MiB read per hour of LibriSpeech-like utterances;
 see README, "What a rerun does"); a re-encoded, trimmed or replaced file changes
 the fingerprint, an edit inside a file that keeps its length, header and end
 does not. Modification times and the folder's own location do not count.
+
+A cache in the work folder (CACHE_NAME) keeps each file's digest with its size and modification
+time, so a rerun reads only the files whose size or time changed; a file changed in place that
+keeps both (restored with `touch -r`) is not read again: rerun with `--from data` after one.
 """
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 from pathlib import Path
 
 from tqdm import tqdm
 
+from clustering.flat_arrays import atomic_file
+
 EDGE_BYTES = 16 * 1024
+CACHE_NAME = "fingerprints.json"  # the audio folder's digest cache, in the work folder
+CACHE_VERSION = 1
 
 
 def file_digest(path: Path, edge: int = EDGE_BYTES) -> str:
@@ -32,14 +42,49 @@ def file_digest(path: Path, edge: int = EDGE_BYTES) -> str:
     return digest.hexdigest()
 
 
-def folder_fingerprint(root: str | Path, relpaths: list[str]) -> str:
-    """One digest for the files `relpaths` under `root`, in sorted order of their relative paths."""
+def folder_fingerprint(root: str | Path, relpaths: list[str], cache: str | Path | None = None) -> str:
+    """One digest for the files `relpaths` under `root`, in sorted order of their relative paths.
+
+    With `cache` (a file in the work folder), each file's digest is kept there with its size and
+    modification time (ns), by relative path: a rerun stats every file and reads only the files
+    whose size or modification time changed (a touched file is read again, and if its bytes are
+    the same, so is the digest). A folder moved or copied with its times (`mv`, `cp -a`) keeps
+    its digests. The result is the same with or without a cache.
+    """
     root = Path(root)
-    total = hashlib.sha256()
+    known = _read_cache(Path(cache)) if cache else {}
+    seen, total = {}, hashlib.sha256()
     for rel in tqdm(sorted(relpaths), desc="fingerprint audio", unit="file", mininterval=2,
                     disable=len(relpaths) < 5000):
-        total.update(f"{rel}\t{file_digest(root / rel)}\n".encode())
+        status = os.stat(root / rel)
+        stamp = [status.st_size, status.st_mtime_ns]
+        entry = known.get(rel)
+        digest = entry[2] if entry is not None and entry[:2] == stamp else file_digest(root / rel)
+        seen[rel] = stamp + [digest]
+        total.update(f"{rel}\t{digest}\n".encode())
+    if cache and seen != known:
+        _write_cache(Path(cache), seen)
     return total.hexdigest()[:16]
+
+
+def _read_cache(path: Path) -> dict[str, list]:
+    """{relative path: [size, mtime_ns, digest]} from a fingerprint cache; {} when there is none
+    usable (missing, unreadable, or made with other digest settings)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict) or data.get("version") != CACHE_VERSION or data.get("edge") != EDGE_BYTES:
+        return {}
+    files = data.get("files")
+    return files if isinstance(files, dict) else {}
+
+
+def _write_cache(path: Path, files: dict[str, list]) -> None:
+    """Replace the cache atomically (a private temporary name, then a rename: workers racing are safe)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(path, "w") as f:
+        json.dump({"version": CACHE_VERSION, "edge": EDGE_BYTES, "files": files}, f, separators=(",", ":"))
 
 
 def tree_fingerprint(root: str | Path) -> str:

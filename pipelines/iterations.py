@@ -6,7 +6,6 @@ order from them, and each stage opens only what it declares (see layout.py).
 """
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 from clustering.audio_folder import find_audio
@@ -15,6 +14,7 @@ from .data_stage import AudioData, CorpusData, follow_corpus, follow_user_audio,
 from .declaration import Source, Stage, content_source
 from .export_stage import ExportSettings, export_models
 from .fingerprint import folder_fingerprint
+from .layout import WorkLayout
 from .quality_stage import QualitySettings, write_quality
 from .run_config import IterationSettings, PipelineConfig
 from .scan_stage import ScanSettings, scan_layers, scans
@@ -43,8 +43,8 @@ def build_stages(config: PipelineConfig) -> list[Stage]:
 def data_stage(config: PipelineConfig) -> Stage:
     """Manifests of the user's audio (counted by content) or of the built-in corpus."""
     if config.audio_dir:
-        root = Path(config.audio_dir).resolve()
-        audio = Source(root, functools.cache(lambda: folder_fingerprint(root, find_audio(root))))
+        root, cache = Path(config.audio_dir).resolve(), WorkLayout(Path(config.work_dir)).fingerprint_cache
+        audio = Source(root, lambda: folder_fingerprint(root, find_audio(root), cache))
         return Stage("data", scan_user_audio, AudioData(config.valid_percent, config.seed, config.test_percent,
                                                         config.jobs),
                      sources={"audio": audio, "alignments": content_source(config.alignments, hashed=False)},

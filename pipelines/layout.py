@@ -22,9 +22,11 @@ from pathlib import Path
 from clustering.audio_folder import REJECTED
 from clustering.labels import LABEL_INFO
 from clustering.quality_report import QUALITY_JSON, REPORT
+from clustering.scan_journal import JOURNAL_NAME
 from clustering.synthetic.corpus import AUDIO_FOLDER, TRANSCRIPTS, alignment_file
 from pretrain.run_files import BEST, CHECKPOINTS, TRAIN_LOG
 
+from .fingerprint import CACHE_NAME
 from .headline import HEADLINE
 from .workdir import LOCK, ORDER, SUPERSEDED
 
@@ -76,6 +78,16 @@ class WorkLayout:
     @property
     def superseded(self) -> Path:
         return self.root / SUPERSEDED
+
+    @property
+    def fingerprint_cache(self) -> Path:
+        """The audio folder's file digests by (path, size, mtime): a rerun reads only changed files."""
+        return self.root / CACHE_NAME
+
+    @property
+    def scan_journal(self) -> Path:
+        """The folder scan's per-file results, kept outside data/ so a redone scan resumes from them."""
+        return self.root / JOURNAL_NAME
 
     # data
     def manifest(self, split: str) -> Path:

@@ -1,6 +1,6 @@
 """Labelled audio for pretraining: utterances, length-bucketed batches, crop/pad collate.
 
-Batches are planned per epoch from the seed alone, so any worker can tell which
+Batches are planned per epoch from the seed alone (batch_plan.py), so any worker can tell which
 utterances form global batch i of epoch e, and every random choice made for that
 batch (crop starts, masks, dropout) is seeded from (seed, epoch, i). That makes
 a resumed run, or 2 workers instead of 1 with accumulation 2, see the same data.
@@ -15,9 +15,11 @@ import torch
 
 from clustering.audio import (BASE_CONV, SAMPLE_RATE, AudioError, ConvSpec, label_indices, load_listed_audio,
                               num_model_frames)
-from clustering.labels import load_checked_labels
-from clustering.manifest import check_audio_present, read_manifest
+from clustering.label_arrays import open_checked_labels
+from clustering.manifest import check_audio_present
+from clustering.manifest_arrays import open_manifest
 
+from .batch_plan import WorkerBatches, plan_batches, shared_array
 from .loss import IGNORE
 
 
@@ -45,21 +47,25 @@ class LabelledAudio:
 
     `manifest_path` is SPLIT.tsv; each label directory holds SPLIT.km and
     labels.json (number of units, label rate), checked against the manifest.
+    Both are read as memory-mapped arrays (SPLIT.tsv.arrays, SPLIT.km.arrays; built when
+    missing or stale), so no Python object is made per utterance and forked loader workers
+    share the pages instead of copying them.
     """
 
     def __init__(self, manifest_path: str | Path, label_dirs: list[str | Path], min_samples: int):
-        manifest = read_manifest(manifest_path)
+        manifest = open_manifest(manifest_path)
         check_audio_present(manifest, manifest_path)
         split = Path(manifest_path).stem
         self.manifest = manifest
         self.infos, self.labels = [], []
         for directory in label_dirs:
-            info, rows = load_checked_labels(directory, split, manifest)
+            info, labels = open_checked_labels(directory, split, manifest)
             self.infos.append(info)
-            self.labels.append(rows)
-        self.keep = [i for i, n in enumerate(manifest.sizes) if n >= min_samples]
-        self.dropped = len(manifest) - len(self.keep)
-        if not self.keep:
+            self.labels.append(labels)
+        self.min_samples = min_samples
+        self.keep = _kept(manifest.sizes, min_samples)  # None: every utterance is kept
+        self.dropped = 0 if self.keep is None else len(manifest) - len(self.keep)
+        if self.keep is not None and not len(self.keep):
             raise ValueError(f"{manifest_path}: every utterance is shorter than min_sample_size="
                              f"{min_samples} samples; lower it or use longer audio")
 
@@ -67,37 +73,47 @@ class LabelledAudio:
     def num_units(self) -> list[int]:
         return [info.num_units for info in self.infos]
 
+    def __getstate__(self) -> dict:
+        """Pickled without the kept indices (a loader worker started by spawn finds them again)."""
+        return {**self.__dict__, "keep": None}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.keep = _kept(self.manifest.sizes, self.min_samples)
+
+    @property
+    def sizes(self) -> np.ndarray:
+        """(len(self),) int64 samples of each kept utterance."""
+        return self.manifest.sizes if self.keep is None else self.manifest.sizes[self.keep]
+
     def size(self, item: int) -> int:
-        return self.manifest.sizes[self.keep[item]]
+        return int(self.manifest.sizes[self.line(item)])
+
+    def line(self, item: int) -> int:
+        """The manifest index of kept utterance `item`."""
+        return int(item if self.keep is None else self.keep[item])
 
     def __len__(self) -> int:
-        return len(self.keep)
+        return len(self.manifest) if self.keep is None else len(self.keep)
 
     def load(self, item: int) -> tuple[np.ndarray, list[np.ndarray]]:
-        line = self.keep[item]
+        line = self.line(item)
         return load_listed_audio(self.manifest.audio_path(line), self.manifest.line_number(line)), \
-            [rows[line] for rows in self.labels]
+            [labels[line] for labels in self.labels]
 
 
-def plan_batches(sizes: list[int], max_tokens: int, max_sample_size: int, seed: int, epoch: int) -> list[list[int]]:
-    """Length-sorted batches of at most `max_tokens` samples (longest x count), shuffled.
-
-    Ties in length are broken by a seeded permutation; the batch order is shuffled per epoch.
-    """
-    rng = np.random.default_rng([seed, epoch])
-    capped = np.minimum(np.asarray(sizes), max_sample_size)
-    order = np.lexsort((rng.permutation(len(capped)), capped))
-    batches, current, longest = [], [], 0
-    for item in order.tolist():
-        size = int(capped[item])
-        if current and max(longest, size) * (len(current) + 1) > max_tokens:
-            batches.append(current)
-            current, longest = [], 0
-        current.append(item)
-        longest = max(longest, size)
-    if current:
-        batches.append(current)
-    return [batches[i] for i in rng.permutation(len(batches))]
+def _kept(sizes: np.ndarray, min_samples: int, block: int = 2**20) -> np.ndarray | None:
+    """Indices of the utterances of at least `min_samples` (in shared memory), or None for all."""
+    short = sum(int((sizes[b:b + block] < min_samples).sum()) for b in range(0, len(sizes), block))
+    if not short:
+        return None
+    kept = shared_array(len(sizes) - short, np.int64)
+    filled = 0
+    for begin in range(0, len(sizes), block):
+        found = begin + np.flatnonzero(sizes[begin:begin + block] >= min_samples)
+        kept[filled:filled + len(found)] = found
+        filled += len(found)
+    return kept
 
 
 def batch_seed(seed: int, epoch: int, index: int) -> int:
@@ -171,30 +187,39 @@ class BatchLoader(torch.utils.data.Dataset):
 
 
 class PlannedBatches(torch.utils.data.Dataset):
-    """One worker's batches of every epoch as one dataset, item (epoch, position) -> Batch, so a
-    single DataLoader (and its worker processes) serves a whole run. Each epoch is planned
-    from the seed when first asked for (`plan_batches`, then `worker_batches`)."""
+    """One worker's batches of every epoch as one dataset, so a single DataLoader (and its worker
+    processes) serves a whole run. Each epoch is planned from the seed when first asked for
+    (`plan_batches`, then `WorkerBatches`), in the process that asks: the sampler's, so the
+    loader's worker processes get each batch's items with its key, (epoch, index, items), and
+    never plan."""
 
     def __init__(self, loader: BatchLoader, max_tokens: int, rank: int, world: int):
         self.loader, self.max_tokens, self.rank, self.world = loader, max_tokens, rank, world
-        self._plans: dict[int, list[tuple[int, list[int]]]] = {}  # the two latest epochs asked for
+        self._plans: dict[int, WorkerBatches] = {}  # the two latest epochs asked for
 
-    def epoch(self, epoch: int) -> list[tuple[int, list[int]]]:
+    def __getstate__(self) -> dict:
+        """Pickled without plans: a loader worker is handed each batch's items and never plans."""
+        return {**self.__dict__, "_plans": {}}
+
+    def epoch(self, epoch: int) -> "WorkerBatches":
         """(global index, items) of this worker's batches in `epoch`."""
         if epoch not in self._plans:
             data, loader = self.loader.data, self.loader
-            plan = plan_batches([data.size(i) for i in range(len(data))], self.max_tokens,
-                                loader.max_sample_size, loader.seed, epoch)
+            plan = plan_batches(data.sizes, self.max_tokens, loader.max_sample_size, loader.seed, epoch)
             self._plans = {e: p for e, p in self._plans.items() if e >= epoch - 1}
-            self._plans[epoch] = worker_batches(plan, self.rank, self.world)
+            self._plans[epoch] = WorkerBatches(plan, self.rank, self.world)
         return self._plans[epoch]
 
-    def __getitem__(self, key: tuple[int, int]) -> Batch | AudioError:
+    def key(self, epoch: int, position: int) -> tuple[int, int, np.ndarray]:
+        """What the loader asks for to get this worker's batch `position` of `epoch`: (epoch, index, items)."""
+        index, items = self.epoch(epoch)[position]
+        return epoch, index, items
+
+    def __getitem__(self, key: tuple[int, int, np.ndarray]) -> Batch | AudioError:
         """The batch; an unreadable audio file comes back as its error (naming the file and its manifest
         line), for the consumer to raise: raised in a loader worker, it would reach the user buried
         in the worker's traceback."""
-        epoch, position = key
-        index, items = self.epoch(epoch)[position]
+        epoch, index, items = key
         return error_returned(self.loader.load, items, batch_seed(self.loader.seed, epoch, index))
 
 
@@ -204,10 +229,3 @@ def error_returned(load, *args) -> Batch | AudioError:
         return load(*args)
     except AudioError as error:
         return error
-
-
-def worker_batches(batches: list[list[int]], rank: int, world: int) -> list[tuple[int, list[int]]]:
-    """(global index, items) of the batches worker `rank` runs: every world-th, truncated so all
-    workers get the same count."""
-    usable = len(batches) - len(batches) % world
-    return [(i, batches[i]) for i in range(rank, usable, world)]

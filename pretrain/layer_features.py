@@ -4,7 +4,7 @@
 - a `wav -> (frames, dim)` callable for one utterance (and `layers(wav, [..])` for several
   layers from one pass: the interface of clustering's layer scans), and
 - `stream(manifest, lines, reduce)`: the features of manifest lines, in line order, computed in
-  length-sorted padded batches planned once for the whole manifest (`plan_batches`), with the
+  length-sorted padded batches planned once for the whole manifest (`plan_feature_batches`), with the
   audio decoded ahead of the model by DataLoader workers. This is what dumps and labels use.
 
 Both go through one forward step: utterances cut into chunks of at most `max_chunk` samples (as
@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass
-from typing import Callable, Iterator, NamedTuple, Sequence
+from typing import Callable, Iterator, NamedTuple
 
 import numpy as np
 import torch
@@ -53,7 +53,7 @@ class Row(NamedTuple):
 
 
 @dataclass(frozen=True)
-class Batch:
+class FeatureBatch:
     """Rows computed in one padded forward pass, longest first."""
 
     rows: tuple[Row, ...]
@@ -63,9 +63,42 @@ class Batch:
         return len(self.rows) * self.rows[0].samples
 
 
-def plan_batches(sizes: Sequence[int], batch_samples: int, max_chunk: int = MAX_CHUNK,
-                 window_batches: int = WINDOW_BATCHES) -> list[Batch]:
-    """Batches for a whole split from its lengths alone (`sizes`: samples per manifest line).
+@dataclass(frozen=True)
+class FeaturePlan:
+    """Batches of rows as flat arrays, no Python object per row: batch b holds rows
+    bounds[b]:bounds[b + 1] of `utterance`, `start` and `samples` ((rows,) int64 each; bounds
+    (batches + 1,) int64). `plan[b]` is batch b as a FeatureBatch, made when asked for."""
+
+    utterance: np.ndarray
+    start: np.ndarray
+    samples: np.ndarray
+    bounds: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.bounds) - 1
+
+    def __getitem__(self, batch: int) -> FeatureBatch:
+        if not 0 <= batch < len(self):
+            raise IndexError(batch)
+        rows = slice(self.bounds[batch], self.bounds[batch + 1])
+        return FeatureBatch(tuple(Row(*row) for row in zip(self.utterance[rows].tolist(), self.start[rows].tolist(),
+                                                          self.samples[rows].tolist())))
+
+    def __iter__(self) -> Iterator[FeatureBatch]:
+        return (self[b] for b in range(len(self)))
+
+    def select(self, batches: np.ndarray) -> "FeaturePlan":
+        """The plan of batches `batches` (ascending batch numbers), in that order."""
+        first, last = self.bounds[batches], self.bounds[batches + 1]
+        counts = last - first
+        rows = np.repeat(first - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
+        return FeaturePlan(self.utterance[rows], self.start[rows], self.samples[rows],
+                           np.concatenate([[0], np.cumsum(counts)]).astype(np.int64))
+
+
+def plan_feature_batches(sizes: np.ndarray, batch_samples: int, max_chunk: int = MAX_CHUNK,
+                         window_batches: int = WINDOW_BATCHES) -> FeaturePlan:
+    """Batches for a whole split from its lengths alone (`sizes`: (lines,) samples per manifest line).
 
     Consecutive lines are grouped into windows of about `window_batches * batch_samples`
     samples; each window's chunks (at most `max_chunk` samples, as fairseq cuts long files)
@@ -73,45 +106,61 @@ def plan_batches(sizes: Sequence[int], batch_samples: int, max_chunk: int = MAX_
     chunk is a batch of its own). A worker
     computes the batches holding any of its lines: the same batches whatever the number of
     workers (so the same features, bit for bit), at the cost of at most two windows of other
-    workers' lines.
+    workers' lines. Vectorised in numpy: no Python object per line or row.
     """
-    batches = []
-    for window in _windows(sizes, window_batches * batch_samples):
-        rows = [Row(i, start, min(max_chunk, sizes[i] - start))
-                for i in window for start in range(0, sizes[i], max_chunk)]
-        rows.sort(key=lambda row: (-row.samples, row.utterance, row.start))
-        batches += _pack(rows, batch_samples)
-    return batches
+    sizes = np.asarray(sizes, dtype=np.int64)
+    window = _windows(sizes, window_batches * batch_samples)
+    chunks = -(-sizes // max_chunk)
+    utterance = np.repeat(np.arange(len(sizes)), chunks)
+    start = (np.arange(len(utterance)) - np.repeat(np.cumsum(chunks) - chunks, chunks)) * max_chunk
+    samples = np.minimum(max_chunk, sizes[utterance] - start)
+    # rows come in (window, utterance, start) order already: a stable sort by (window, longest first)
+    # orders them by (window, -samples, utterance, start)
+    order = np.argsort(window[utterance] * (max_chunk + 1) + (max_chunk - samples), kind="stable")
+    utterance, start, samples = utterance[order], start[order], samples[order]
+    return FeaturePlan(utterance, start, samples, _pack(samples, window[utterance], batch_samples))
 
 
-def _windows(sizes: Sequence[int], window_samples: int) -> Iterator[range]:
-    """Consecutive manifest lines adding up to at least `window_samples` (the last: the rest)."""
-    start, total = 0, 0
-    for i, samples in enumerate(sizes):
-        total += samples
-        if total >= window_samples:
-            yield range(start, i + 1)
-            start, total = i + 1, 0
-    if start < len(sizes):
-        yield range(start, len(sizes))
+def _windows(sizes: np.ndarray, window_samples: int) -> np.ndarray:
+    """(lines,) the window of each line: consecutive lines adding up to at least `window_samples`
+    (the last: the rest)."""
+    total = np.cumsum(sizes)
+    before = total - sizes
+    # a window starting at line s ends at the first line i with total[i] - before[s] >= window_samples
+    following = memoryview(np.minimum(np.searchsorted(total, before + window_samples, side="left"),
+                                      len(sizes) - 1) + 1)  # the line after the window from each line
+    firsts, line = np.zeros(len(sizes), bool), 0
+    while line < len(sizes):
+        firsts[line] = True
+        line = following[line]
+    return np.cumsum(firsts) - 1
 
 
-def _pack(rows: list[Row], batch_samples: int) -> list[Batch]:
-    """Rows sorted longest first -> batches of at most `batch_samples` padded samples (or one row)."""
-    batches, current = [], []
-    for row in rows:
-        if current and (len(current) + 1) * current[0].samples > batch_samples:
-            batches.append(Batch(tuple(current)))
-            current = []
-        current.append(row)
-    if current:
-        batches.append(Batch(tuple(current)))
-    return batches
+def _pack(samples: np.ndarray, window: np.ndarray, batch_samples: int) -> np.ndarray:
+    """Batch bounds of rows sorted by window, then longest first: within each window a batch from
+    row s takes max(1, batch_samples // samples[s]) rows (its first is its longest), or the
+    window's rest. Every window is walked at once, one batch per step."""
+    count = len(samples)
+    if not count:
+        return np.zeros(1, np.int64)
+    window_end = np.cumsum(np.bincount(window))[window]  # one past each row's window
+    following = np.minimum(window_end, np.arange(count) + np.maximum(1, batch_samples // samples))
+    starts, current = [], np.flatnonzero(np.diff(window, prepend=-1))
+    while len(current):
+        starts.append(current)
+        ahead = following[current]
+        current = ahead[ahead < window_end[current]]
+    return np.append(np.sort(np.concatenate(starts)), count)
 
 
-def batches_for(plan: list[Batch], lines: range) -> list[Batch]:
-    """The batches of `plan` holding any of `lines`."""
-    return [batch for batch in plan if any(row.utterance in lines for row in batch.rows)]
+def batches_for(plan: FeaturePlan, lines: range) -> FeaturePlan:
+    """The batches of `plan` holding any of `lines` (a range of manifest lines)."""
+    mine = (plan.utterance >= lines.start) & (plan.utterance < lines.stop)
+    if lines.step != 1:
+        mine &= (plan.utterance - lines.start) % lines.step == 0
+    if not len(plan):
+        return plan
+    return plan.select(np.flatnonzero(np.add.reduceat(mine, plan.bounds[:-1])))
 
 
 # ---------------------------------------------------------------- loading: batch -> padded audio
@@ -138,7 +187,7 @@ class BatchAudio(torch.utils.data.Dataset):
     so a loader worker's traceback does not bury the message).
     """
 
-    def __init__(self, manifest: Manifest, batches: list[Batch], max_chunk: int, normalize: bool,
+    def __init__(self, manifest: Manifest, batches: FeaturePlan, max_chunk: int, normalize: bool,
                  min_width: int):
         self.manifest, self.batches, self.max_chunk = manifest, batches, max_chunk
         self.normalize, self.min_width = normalize, min_width
@@ -218,8 +267,8 @@ class LayerFeatures:
         with self._threads():
             return self._forward(wav_rows, lengths, layers).wait()[0]
 
-    def plan(self, manifest: Manifest) -> list[Batch]:
-        return plan_batches(manifest.sizes, self.batch_samples, self.max_chunk)
+    def plan(self, manifest: Manifest) -> FeaturePlan:
+        return plan_feature_batches(manifest.sizes, self.batch_samples, self.max_chunk)
 
     def stream(self, manifest: Manifest, lines: range | None = None, reduce: Reduce | None = None
                ) -> Iterator[np.ndarray]:
@@ -245,7 +294,7 @@ class LayerFeatures:
     def _complete(self, manifest: Manifest, done: dict, utterance: int) -> bool:
         return len(done.get(utterance, ())) == -(-manifest.sizes[utterance] // self.max_chunk)
 
-    def _computed(self, manifest: Manifest, batches: list[Batch], reduce: Reduce | None
+    def _computed(self, manifest: Manifest, batches: FeaturePlan, reduce: Reduce | None
                   ) -> Iterator[tuple[tuple[Row, ...], list[np.ndarray]]]:
         """(rows, features of each row) per batch. The next batch is launched before the last one's
         results are read back, so the GPU works while the host splits and writes."""

@@ -26,16 +26,19 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
 from clustering.audio import SAMPLE_RATE
-from clustering.manifest import read_manifest
+from clustering.heap import return_freed_memory
+from clustering.manifest_arrays import open_manifest
 
+from .batch_plan import plan_batches
 from .checkpoint import checkpoint_paths, load_latest, save_best, save_checkpoint
 from .run_files import CHECKPOINTS, TRAIN_LOG
 from .model_config import ENCODER_SHAPE, MaskConfig, ModelConfig
-from .labelled_audio import Batch, BatchLoader, LabelledAudio, PlannedBatches, plan_batches
+from .labelled_audio import Batch, BatchLoader, LabelledAudio, PlannedBatches
 from .distributed import Workers, setup_workers, teardown_workers
 from .loss import hubert_loss
 from .model import HubertPretrain, compile_regions, set_kernels
@@ -120,7 +123,7 @@ class MicroBatches:
             self.planned, batch_size=None, sampler=_Cursor(self.planned, epoch, position),
             num_workers=processes, pin_memory=workers.device.type == "cuda",
             persistent_workers=processes > 0, prefetch_factor=2 if processes else None,
-            worker_init_fn=_leave_sigterm_to_the_trainer)
+            worker_init_fn=_start_loader_worker)
         self._iterator = None
 
     def next(self) -> Batch:
@@ -139,14 +142,18 @@ class MicroBatches:
         self._iterator = self._loader = None
 
 
-def _leave_sigterm_to_the_trainer(worker_id: int) -> None:
-    """Loader processes ignore SIGTERM: Slurm and `kill -- -PGID` signal the whole process group, and
-    the trainer must finish its update, save a checkpoint and exit 143 with its loaders alive."""
+def _start_loader_worker(worker_id: int) -> None:
+    """A loader worker gives its freed audio and batch buffers back to the system, so its memory stays at
+    what one batch needs (it holds no utterance list: see LabelledAudio), and it ignores SIGTERM: Slurm
+    and `kill -- -PGID` signal the whole process group, and the trainer must finish its update, save a
+    checkpoint and exit 143 with its loaders alive."""
+    return_freed_memory()
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 class _Cursor:
-    """Sampler of (epoch, position) keys from a cursor onwards, forever."""
+    """Sampler of the keys of this worker's batches (epoch, index, items) from a cursor (epoch,
+    position) onwards, forever; it plans each epoch in the trainer's process (see PlannedBatches)."""
 
     def __init__(self, planned: PlannedBatches, epoch: int, position: int):
         self.planned, self.epoch, self.position = planned, epoch, position
@@ -155,7 +162,7 @@ class _Cursor:
         epoch, position = self.epoch, self.position
         while True:
             for index in range(position, len(self.planned.epoch(epoch))):
-                yield epoch, index
+                yield self.planned.key(epoch, index)
             epoch, position = epoch + 1, 0
 
 
@@ -390,9 +397,9 @@ def _note_schedule_change(saved: dict, config: TrainConfig, update: int, log) ->
 def _valid_data(manifest_dir: Path, label_dirs: list[Path], config: TrainConfig, log) -> LabelledAudio | None:
     """The valid split, or None (said once) when there is none to validate on."""
     path = manifest_dir / "valid.tsv"
-    sizes = read_manifest(path).sizes if path.exists() else ()
-    if not any(n >= config.min_sample_size for n in sizes):
-        if sizes:
+    sizes = open_manifest(path).sizes if path.exists() else np.zeros(0, np.int64)
+    if not (sizes >= config.min_sample_size).any():
+        if len(sizes):
             why = (f"the {len(sizes)} utterance(s) of {path} are all shorter than min_sample_size = "
                    f"{config.min_sample_size} samples ({config.min_sample_size / SAMPLE_RATE:g} s)")
             fix = "lower min_sample_size or hold out longer audio"
@@ -494,7 +501,7 @@ def validate(net, model: HubertPretrain, data: LabelledAudio, config: TrainConfi
     """Loss and accuracies on the valid split, plus collapse detectors: per-layer feature
     variance and how many units the model predicts at all."""
     net.eval()
-    plan = plan_batches([data.size(i) for i in range(len(data))], config.max_tokens,
+    plan = plan_batches(data.sizes, config.max_tokens,
                         config.max_sample_size, config.seed, epoch=0)
     mine = [(i, items) for i, items in enumerate(plan) if i % workers.world == workers.rank]
     loader = BatchLoader(data, mine, 0, config.crop, config.max_sample_size, config.seed, model.config.conv_spec,

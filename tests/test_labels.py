@@ -6,8 +6,8 @@ from clustering.assign import (assign_all, finish_label_dir, label_audio, merge_
                                shard_label_path)
 from clustering.features import dump_features, mfcc_features
 from clustering.kmeans import fit_kmeans
-from clustering.labels import (LabelError, LabelInfo, check_comparable, load_checked_labels, read_labels,
-                               write_labels)
+from clustering.label_arrays import open_checked_labels
+from clustering.labels import LabelError, LabelInfo, check_comparable, read_labels, write_labels
 from clustering.feature_shards import FeatureShards
 
 
@@ -27,7 +27,7 @@ def test_labels_round_trip_and_load_checked(tiny_manifest, teacher, tmp_path):
     write_labels(tmp_path / "lab" / "train.km", rows)
     info = finish_label_dir(tmp_path / "lab", tmp_path / "km.npy", teacher, 100, "mfcc", {"train": tiny_manifest})
     assert info.num_units == 8 and info.lines == {"train": 7} and len(info.teacher_sha256) == 64
-    loaded_info, loaded = load_checked_labels(tmp_path / "lab", "train", tiny_manifest)
+    loaded_info, loaded = open_checked_labels(tmp_path / "lab", "train", tiny_manifest)
     assert loaded_info == LabelInfo.load(tmp_path / "lab")
     assert all(np.array_equal(a, b) for a, b in zip(rows, loaded))
     assert (tmp_path / "lab" / "dict.km.txt").read_text().splitlines() == [f"{i} 1" for i in range(8)]
@@ -61,20 +61,20 @@ def good_rows(manifest, rate=100):
 def test_line_count_mismatch_names_both_files(tiny_manifest, tmp_path):
     d = make_label_dir(tmp_path, tiny_manifest, good_rows(tiny_manifest)[:-1])
     with pytest.raises(LabelError, match=r"train.km: 6 lines but the manifest has 7"):
-        load_checked_labels(d, "train", tiny_manifest)
+        open_checked_labels(d, "train", tiny_manifest)
 
 
 def test_wrong_label_rate_names_the_utterance(tiny_manifest, tmp_path):
     d = make_label_dir(tmp_path, tiny_manifest, good_rows(tiny_manifest, rate=50), rate=100)
     with pytest.raises(LabelError, match=r"train.km:1: utterance u0.wav has 25 labels.*label rate"):
-        load_checked_labels(d, "train", tiny_manifest)
+        open_checked_labels(d, "train", tiny_manifest)
 
 
 def test_incomplete_dictionary_is_refused(tiny_manifest, tmp_path):
     d = make_label_dir(tmp_path, tiny_manifest, good_rows(tiny_manifest))
     (d / "dict.km.txt").write_text("0 1\n1 1\n")
     with pytest.raises(LabelError, match="dict.km.txt: lists 2 units, expected 0..7"):
-        load_checked_labels(d, "train", tiny_manifest)
+        open_checked_labels(d, "train", tiny_manifest)
 
 
 def test_unit_outside_dictionary_is_refused(tiny_manifest, tmp_path):
@@ -82,7 +82,7 @@ def test_unit_outside_dictionary_is_refused(tiny_manifest, tmp_path):
     rows[2][5] = 8
     d = make_label_dir(tmp_path, tiny_manifest, rows)
     with pytest.raises(LabelError, match=r"train.km:3: unit id 8 outside the dictionary.*largest id in the file is 8"):
-        load_checked_labels(d, "train", tiny_manifest)
+        open_checked_labels(d, "train", tiny_manifest)
 
 
 @pytest.mark.parametrize("text, message", [
@@ -106,7 +106,7 @@ def test_labels_json_line_counts_must_match_the_manifest(tiny_manifest, tmp_path
     LabelInfo(8, 100, lines={"train": 6, "valid": 2}).save(d)
     with pytest.raises(LabelError, match=r"labels.json: lists 6 utterances for split 'train', but the "
                                          r"manifest has 7"):
-        load_checked_labels(d, "train", tiny_manifest)
+        open_checked_labels(d, "train", tiny_manifest)
 
 
 def test_two_label_sets_must_cover_the_same_utterances(tmp_path):

@@ -17,7 +17,7 @@ from clustering.feature_shards import FeatureShards
 from conftest import speechlike
 from pipelines.cli import main
 from pretrain.presets import model_preset
-from pretrain.layer_features import LayerFeatures, batches_for, plan_batches
+from pretrain.layer_features import LayerFeatures, batches_for, plan_feature_batches
 from pretrain.model import HubertEncoder, HubertPretrain, normalize_waveform
 from pretrain.model_io import model_state
 
@@ -88,7 +88,7 @@ def test_a_padded_batch_gives_each_utterance_its_features_alone(corpus, large_li
 def test_batches_are_planned_once_from_lengths_and_dealt_to_any_number_of_workers():
     sizes = np.random.default_rng(0).integers(8_000, 300_000, 500).tolist() + [5_000_000]
     budget = 480_000
-    plan = plan_batches(sizes, budget, max_chunk=1_600_000)
+    plan = plan_feature_batches(sizes, budget, max_chunk=1_600_000)
     chunks = sorted((r.utterance, r.start) for batch in plan for r in batch.rows)
     assert chunks == sorted((i, s) for i, n in enumerate(sizes) for s in range(0, n, 1_600_000))
     for batch in plan:

@@ -1,4 +1,5 @@
 """Manifests: bad files are rejected and listed, malformed lines are reported with their number."""
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -61,6 +62,41 @@ def test_written_manifest_round_trips(audio_dir, tmp_path):
     manifest = read_manifest(tmp_path / "train.tsv")
     assert list(zip(manifest.paths, manifest.sizes)) == result.train
     assert manifest.utterance_id(0) == "spk1/utt0"
+
+
+KILL_SCAN = """
+import os, signal
+from clustering import audio_folder, scan_journal
+scan_journal.JOURNAL_CHUNK = 4  # flushed every 4 files
+real, calls = audio_folder._probe, []
+def probe_then_die(path):
+    calls.append(path)
+    if len(calls) == 7:  # killed while decoding the 7th file: 6 checked, 4 of them flushed
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(path)
+audio_folder._probe = probe_then_die
+audio_folder.scan_audio({audio!r}, valid_percent=0.3, jobs=1, journal={journal!r})
+"""
+
+
+def test_a_scan_killed_halfway_resumes_without_decoding_again_what_it_had_checked(audio_dir, tmp_path, monkeypatch):
+    from clustering import audio_folder
+
+    journal = tmp_path / "scan-journal.tsv"
+    killed = subprocess.run([sys.executable, "-c", KILL_SCAN.format(audio=str(audio_dir), journal=str(journal))],
+                            capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert len(journal.read_text().splitlines()) == 4
+    real, decoded = audio_folder._probe, []
+    monkeypatch.setattr(audio_folder, "_probe", lambda path: decoded.append(Path(path).name) or real(path))
+    resumed = scan_audio(audio_dir, valid_percent=0.3, jobs=1, journal=journal)
+    assert len(decoded) == 10 - 4  # the 4 files journalled before the kill are not decoded again
+    assert resumed == scan_audio(audio_dir, valid_percent=0.3, jobs=1)  # the same result as a clean scan
+    decoded.clear()
+    os.utime(audio_dir / "spk1" / "utt3.flac")  # touched: decoded again, the rest is not
+    assert scan_audio(audio_dir, valid_percent=0.3, jobs=1, journal=journal) == resumed
+    assert decoded == ["utt3.flac"]
+    assert len(journal.read_text().splitlines()) == 10
 
 
 def rejected_reasons(out_dir):

@@ -92,6 +92,26 @@ def test_touched_and_moved_corpus_skips_every_stage_then_more_updates_continue(u
     assert "  extended: it continues a finished run of max_updates 20" in summary(work)
 
 
+def test_a_rerun_reads_no_audio_and_a_touched_file_is_read_again_changing_nothing(user_run, tmp_path, capsys,
+                                                                                 monkeypatch):
+    from pipelines import fingerprint
+
+    work, audio = copy_run(user_run, tmp_path)  # times kept, as `cp -a` keeps them
+    real, read = fingerprint.file_digest, []
+    monkeypatch.setattr(fingerprint, "file_digest", lambda path, *a: read.append(path.name) or real(path, *a))
+    touched = sorted(audio.rglob("*.wav"))[3]
+    for change in (None, touched):
+        if change is not None:
+            os.utime(change)  # same bytes, a new modification time
+        capsys.readouterr()
+        code, out = run(work, audio, capsys=capsys)
+        stages = [line for line in out.out.splitlines() if line.startswith("[")]
+        assert code == 0 and len(stages) == 11 and all(line.endswith("] done, skipped") for line in stages)
+        assert read == ([] if change is None else [touched.name])  # the audio folder's cache in WORK_DIR
+        read.clear()
+    assert (work / fingerprint.CACHE_NAME).exists()
+
+
 @pytest.mark.parametrize("change", [["iteration1.num_units=12"], ["--from", "it1-train"]])
 def test_redone_training_moves_old_checkpoints_aside_untouched(user_run, tmp_path, capsys, change):
     work, audio = copy_run(user_run, tmp_path)
@@ -214,3 +234,34 @@ def test_sigterm_to_the_whole_process_group_saves_a_checkpoint_and_the_rerun_equ
     a = torch.load(work / "it1-train" / "checkpoints" / "update_0000060.pt", weights_only=True)["model"]
     b = torch.load(whole / "it1-train" / "checkpoints" / "update_0000060.pt", weights_only=True)["model"]
     assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-5
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_two_nodes_over_one_work_folder_give_the_labels_and_weights_of_one_node(tmp_path):
+    """README's many-node command, two nodes on this machine: two torchrun agents meet through a c10d
+    rendezvous, one worker each, over one work folder; the same bytes as 2 workers on one node."""
+    args = ["-m", "pipelines.cli", "run", DEMO, *TINY, "--until", "it1-train"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    port = free_port()
+    node = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1", "--rdzv_backend=c10d",
+            f"--rdzv_endpoint=127.0.0.1:{port}", f"--rdzv_id=nodes{port}", *args, f"work_dir={tmp_path / 'nodes'}"]
+    agents = [subprocess.Popen(node, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+              for _ in range(2)]
+    outputs = [agent.communicate(timeout=900) for agent in agents]
+    assert [agent.returncode for agent in agents] == [0, 0], outputs[0][1][-3000:] + outputs[1][1][-3000:]
+    one = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                          *args, f"work_dir={tmp_path / 'one'}"], capture_output=True, text=True, timeout=900, env=env)
+    assert one.returncode == 0, one.stderr[-3000:]
+    for split in ("train", "valid"):
+        labels = [(tmp_path / run / "it1-labels" / f"{split}.km").read_bytes() for run in ("nodes", "one")]
+        assert labels[0] == labels[1] and labels[0]
+    checkpoints = [tmp_path / run / "it1-train" / "checkpoints" / "update_0000020.pt" for run in ("nodes", "one")]
+    import torch
+
+    a, b = (torch.load(path, map_location="cpu", weights_only=True)["model"] for path in checkpoints)
+    assert all(torch.equal(a[key], b[key]) for key in a)

@@ -2,7 +2,7 @@
 
 `make_corpus(out_dir)` writes:
   wav/<lang>/<lang>_<index>.wav    16 kHz mono PCM-16
-  train.tsv, valid.tsv              fairseq manifests
+  train.tsv, valid.tsv              fairseq manifests (and their arrays, SPLIT.tsv.arrays)
   train.phn.tsv, valid.phn.tsv      100 Hz frame-level phones, `uid<TAB>p1,p2,...`, manifest order
   transcripts.tsv                   `uid<TAB>text`
   summary.json, summary.md          hours, utterances and phone inventory per language
@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from ..audio import ALIGNMENT_RATE, SAMPLE_RATE, resample
 from ..manifest import check_valid_percent, ensure_valid, write_manifest
+from ..manifest_arrays import write_manifest_arrays
 from ..path_checks import output_folder
 from .phrases import WORDS
 
@@ -208,6 +209,7 @@ def make_corpus(out_dir: str | Path, hours: float = 0.5, languages: tuple[str, .
     for split, wanted in (("train", False), ("valid", True)):
         chosen = [item for item, valid in zip(made, in_valid) if valid == wanted]
         write_manifest(out / f"{split}.tsv", out / AUDIO_FOLDER, [(f"{spec.uid}.wav", n) for spec, n, *_ in chosen])
+        write_manifest_arrays(out / f"{split}.tsv")
         alignment_file(out, split).write_text("".join(line for _, _, line, _ in chosen))
     (out / TRANSCRIPTS).write_text("".join(f"{s.uid}\t{' | '.join(s.phrases)}\n" for s, *_ in made))
     return _write_summary(out, summary)
