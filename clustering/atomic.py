@@ -48,6 +48,14 @@ def atomic_write(path: str | Path) -> Iterator[Path]:
         raise
 
 
+@contextlib.contextmanager
+def atomic_file(path: str | Path, mode: str = "wb") -> Iterator:
+    """`atomic_write` with the temporary file opened (`mode`): readers see the old file or the whole new
+    one, and writers racing never share a temporary file."""
+    with atomic_write(path) as tmp, open(tmp, mode.replace("w", "x")) as f:
+        yield f
+
+
 def no_room(path: Path, error: OSError) -> WriteError:
     """The one-line error for `path` not written because `error` (ENOSPC, EDQUOT, EFBIG)."""
     try:

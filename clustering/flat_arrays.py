@@ -19,7 +19,6 @@ Python loop per line: whole-line chunks, line bounds, decimal fields.
 """
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
 import os
@@ -31,6 +30,8 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+
+from .atomic import atomic_file
 
 SUFFIX = ".arrays"
 MAGIC = b"HUBARR1\n"
@@ -198,22 +199,6 @@ def restamp(path: str | Path, old: dict, new: dict) -> bool:
 def temporary_name(target: Path) -> Path:
     """A name beside `target` no other writer uses (this process's id and a random tag)."""
     return target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-
-
-@contextlib.contextmanager
-def atomic_file(target: str | Path, mode: str = "wb"):
-    """A new file (opened with `mode`) that replaces `target` when the block ends, or is removed
-    when it raises: readers see the old file or the whole new one, and writers racing never share
-    a temporary file."""
-    target = Path(target)
-    temporary = temporary_name(target)
-    try:
-        with open(temporary, mode.replace("w", "x")) as f:
-            yield f
-        os.replace(temporary, target)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
 
 
 def _copy(source, out, count: int, block: int = 2**24) -> None:

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .flat_arrays import (ArrayWriter, arrays_path, atomic_file, line_bounds, offsets_fit, open_or_build, restamp, run_values,
+from .atomic import atomic_file
+from .flat_arrays import (ArrayWriter, arrays_path, line_bounds, offsets_fit, open_or_build, restamp, run_values,
                           text_chunks, text_stamp)
 from .manifest import Manifest, check_root_line, read_manifest
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from clustering.flat_arrays import atomic_file
+from clustering.atomic import atomic_file
 
 EDGE_BYTES = 16 * 1024
 CACHE_NAME = "fingerprints.json"  # the audio folder's digest cache, in the work folder
