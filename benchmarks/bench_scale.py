@@ -100,8 +100,12 @@ def open_and_draw(folder: Path, workers: int, batches: int) -> dict:
 
     from pretrain.distributed import Workers
     from pretrain.labelled_audio import LabelledAudio
-    from pretrain.train_config import apply_overrides, train_preset
+    from pretrain.train_config import apply_overrides
     from pretrain.trainer import MicroBatches
+    try:
+        from pretrain.presets import train_preset
+    except ImportError:  # an older tree on PYTHONPATH (--measure of the code before memory maps)
+        from pretrain.train_config import train_preset
 
     config = apply_overrides(train_preset("base"), {"num_workers": workers})
     begin, cpu = time.perf_counter(), time.process_time()
