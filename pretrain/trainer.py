@@ -301,12 +301,24 @@ def _step(model: HubertPretrain, optimizer, scaler, stats: torch.Tensor, config:
     grad_norm = torch.nn.utils.get_total_norm(grads, foreach=True) * scale
     torch._foreach_mul_(grads, scale * (config.clip_norm / (grad_norm + 1e-6)).clamp(max=1.0))
     bad = (~torch.isfinite(grad_norm)).float()
-    optimizer.found_inf = bad  # read by fused AdamW (as GradScaler does): 1.0 leaves weights and state alone
-    optimizer.step()
-    del optimizer.found_inf
+    step_unless(optimizer, bad)
     scaler.update()
     optimizer.zero_grad(set_to_none=True)
     return grad_norm, bad
+
+
+def step_unless(optimizer: torch.optim.Optimizer, skip: torch.Tensor) -> None:
+    """`optimizer.step()`, skipped on the device where `skip` (a () float32 tensor) is 1.0: a fused
+    optimizer reads `found_inf` as GradScaler sets it, and then leaves the weights, both Adam
+    moments and `step` as they were. Nothing is read back to the host."""
+    if not all(group.get("fused") for group in optimizer.param_groups):
+        raise ValueError("step_unless needs a fused optimizer (fused=True): others ignore found_inf "
+                         "and would apply a non-finite step")
+    optimizer.found_inf = skip
+    try:
+        optimizer.step()
+    finally:
+        del optimizer.found_inf
 
 
 def _check_bad_updates(totals: dict, config: TrainConfig, update: int, log) -> None:
