@@ -41,7 +41,6 @@ def mfcc_features(wav: np.ndarray) -> np.ndarray:
     """
     import torch
 
-    torch.set_num_threads(1)  # one utterance is too small to share; parallelism is per process
     x = torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32))
     if x.shape[0] < MFCC_WINDOW:
         return np.zeros((0, MFCC_DIM), np.float32)
@@ -183,13 +182,23 @@ def shard_features(manifest: Manifest, feature_fn: FeatureFn | BatchedFeatures, 
 
     items = [(manifest.audio_path(i), manifest.line_number(i)) for i in lines]
     compute = _FileFeatures(feature_fn)
-    pool = ProcessPoolExecutor(jobs, initializer=reuse_freed_memory) if jobs > 1 else None
+    pool = ProcessPoolExecutor(jobs, initializer=_feature_process) if jobs > 1 else None
     try:
         for feats in pool.map(compute, items, chunksize=4) if pool else map(compute, items):
             yield feats if reduce is None else reduce(torch.from_numpy(feats)).numpy()
     finally:
         if pool:
             pool.shutdown(cancel_futures=True)
+
+
+def _feature_process() -> None:
+    """Set up a feature worker process: one torch thread (one utterance is too small to share, the
+    parallelism is across processes) and freed memory kept for reuse. Only in processes made for
+    it: a function called in the user's process leaves its settings alone."""
+    import torch
+
+    torch.set_num_threads(1)
+    reuse_freed_memory()
 
 
 def dump_features(manifest: Manifest, feature_fn: FeatureFn | BatchedFeatures, out_dir: str | Path,

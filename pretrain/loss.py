@@ -47,6 +47,7 @@ def hubert_loss(out: PretrainOutput, targets: list[torch.Tensor], masked_weight:
             raise ValueError(f"targets of shape {tuple(target.shape)} do not match "
                              f"{tuple(logits.shape[:2])} model frames")
         labelled = (target != IGNORE) & ~out.padding
+        logits = logits.float()  # the loss in float32 whatever produced the logits
         ce = F.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="none",
                              ignore_index=IGNORE).view_as(target)  # (B, T), 0 where IGNORE
         correct = logits.argmax(-1) == target

@@ -139,15 +139,23 @@ class HubertPretrain(nn.Module):
         spec = self.mask_config if mask is True else (mask if isinstance(mask, torch.Tensor) else None)
         out = self.encoder(wav, lengths, spec)
         hidden = out.last_hidden
-        logits = [cosine_logits(proj(hidden), emb, self.config.logit_temp)
-                  for proj, emb in zip(self.final_proj, self.unit_embeddings)]
+        logits = self.unit_logits(hidden)
         used_mask = out.mask if out.mask is not None else torch.zeros_like(out.padding)
         penalty = out.cnn_features.float().pow(2).mean()
         return PretrainOutput(logits, used_mask, out.padding, penalty, hidden)
 
+    def unit_logits(self, hidden: torch.Tensor) -> list[torch.Tensor]:
+        """hidden (B, T, D) -> per label set (B, T, K_i) float32 logits. The heads run in float32
+        whatever the autocast (as fairseq computes the similarity), so the loss is not rounded."""
+        with torch.autocast(hidden.device.type, enabled=False):
+            hidden = hidden.float()
+            return [cosine_logits(proj(hidden), emb, self.config.logit_temp)
+                    for proj, emb in zip(self.final_proj, self.unit_embeddings)]
+
 
 def cosine_logits(x: torch.Tensor, embeddings: torch.Tensor, temperature: float) -> torch.Tensor:
-    """x: (B, T, F), embeddings: (K, F) -> (B, T, K) cosine similarity / temperature (in fp32)."""
+    """x: (B, T, F), embeddings: (K, F) -> (B, T, K) cosine similarity / temperature, in float32
+    (outside autocast: under it the matmul would be cast back down)."""
     x = F.normalize(x.float(), dim=-1, eps=1e-8)
     e = F.normalize(embeddings.float(), dim=-1, eps=1e-8)
     return (x @ e.T) / temperature

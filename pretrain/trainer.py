@@ -326,12 +326,24 @@ def _step(model: HubertPretrain, optimizer, scaler, stats: torch.Tensor, config:
     grad_norm = torch.nn.utils.get_total_norm(grads, foreach=True) * scale
     torch._foreach_mul_(grads, scale * (config.clip_norm / (grad_norm + 1e-6)).clamp(max=1.0))
     bad = (~torch.isfinite(grad_norm)).float()
-    optimizer.found_inf = bad  # read by fused AdamW (as GradScaler does): 1.0 leaves weights and state alone
-    optimizer.step()
-    del optimizer.found_inf
+    step_unless(optimizer, bad)
     scaler.update()
     optimizer.zero_grad(set_to_none=True)
     return grad_norm, bad
+
+
+def step_unless(optimizer: torch.optim.Optimizer, skip: torch.Tensor) -> None:
+    """`optimizer.step()`, skipped on the device where `skip` (a () float32 tensor) is 1.0: a fused
+    optimizer reads `found_inf` as GradScaler sets it, and then leaves the weights, both Adam
+    moments and `step` as they were. Nothing is read back to the host."""
+    if not all(group.get("fused") for group in optimizer.param_groups):
+        raise ValueError("step_unless needs a fused optimizer (fused=True): others ignore found_inf "
+                         "and would apply a non-finite step")
+    optimizer.found_inf = skip
+    try:
+        optimizer.step()
+    finally:
+        del optimizer.found_inf
 
 
 def _check_bad_updates(totals: dict, config: TrainConfig, update: int, log) -> None:
@@ -434,13 +446,18 @@ def _forward(net, batch: Batch, config: TrainConfig, device: torch.device):
     """Forward + loss (summed, not normalised) of one micro-batch; masks and dropout seeded by the batch.
     An unpadded batch (every crop) goes in without lengths: no padding masks, flash attention."""
     torch.manual_seed(batch.seed)
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.precision)
     lengths = batch.lengths.to(device, non_blocking=True) if batch.padded else None
-    with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+    with _autocast(config, device):
         out = net(batch.wav.to(device, non_blocking=True), lengths)
     targets = [t.to(device, non_blocking=True) for t in batch.targets]
     return hubert_loss(out, targets, config.masked_weight, config.unmasked_weight,
                        config.penalty_weight, normalizer=1.0)
+
+
+def _autocast(config: TrainConfig, device: torch.device):
+    """The training precision's autocast (off for fp32)."""
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.precision)
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
 
 
 def _stats(result) -> torch.Tensor:
@@ -499,31 +516,49 @@ class _Window:
 @torch.no_grad()
 def validate(net, model: HubertPretrain, data: LabelledAudio, config: TrainConfig, workers: Workers) -> dict:
     """Loss and accuracies on the valid split, plus collapse detectors: per-layer feature
-    variance and how many units the model predicts at all."""
+    variance and how many units the model predicts at all.
+
+    Two forward passes per batch, both at the training precision: the masked one gives the loss
+    and accuracies, one unmasked encoder pass gives the layers and, through the head, the units
+    predicted. Sums stay on the device and are read back once, at the end."""
     net.eval()
     plan = plan_batches(data.sizes, config.max_tokens,
                         config.max_sample_size, config.seed, epoch=0)
     mine = [(i, items) for i, items in enumerate(plan) if i % workers.world == workers.rank]
     loader = BatchLoader(data, mine, 0, config.crop, config.max_sample_size, config.seed, model.config.conv_spec,
                          config.crop_multiple)
-    stats = torch.zeros(len(STATS), dtype=torch.float64, device=workers.device)
-    variance = torch.zeros(model.config.num_hidden_layers, dtype=torch.float64)
-    used = torch.zeros(model.num_units[0], dtype=torch.float64)
+    device = workers.device
+    stats = torch.zeros(len(STATS), dtype=torch.float64, device=device)
+    variance = torch.zeros(model.config.num_hidden_layers, dtype=torch.float64, device=device)
+    used = torch.zeros(model.num_units[0], dtype=torch.float64, device=device)
     for index in range(len(loader)):
         batch = loader[index]
-        result = _forward(model, batch, config, workers.device)
-        stats += _stats(result)
-        out = model.encoder(batch.wav.to(workers.device), batch.lengths.to(workers.device))
+        stats += _stats(_forward(model, batch, config, device))
+        lengths = batch.lengths.to(device) if batch.padded else None
+        with _autocast(config, device):
+            out = model.encoder(batch.wav.to(device), lengths)
         keep = ~out.padding
-        for k, layer in enumerate(out.layers):
-            variance[k] += layer[keep].float().var(0).mean().item() * keep.sum().item()
-        logits = model(batch.wav.to(workers.device), batch.lengths.to(workers.device), mask=False).logits[0]
-        used += torch.bincount(logits[keep].argmax(-1).cpu(), minlength=used.numel()).double()
-    stats, variance, used = workers.sum(stats).cpu(), workers.sum(variance).cpu(), workers.sum(used).cpu()
-    frames = max(1.0, used.sum().item())
-    return {**_summary(dict(zip(STATS, stats.tolist())), config.penalty_weight),
-            "layer_variance": [round(v / frames, 5) for v in variance.tolist()],
-            "units_predicted": int((used > 0).sum().item()), "num_units": model.num_units[0]}
+        variance += torch.stack([_variance_sum(layer, keep) for layer in out.layers])
+        predicted = model.unit_logits(out.last_hidden)[0].argmax(-1)
+        used.index_add_(0, predicted.flatten(), keep.flatten().double())
+    totals = workers.sum(torch.cat([stats, variance, used])).tolist()  # the one read of this validation
+    stats, variance, used = (totals[:len(STATS)], totals[len(STATS):len(STATS) + len(variance)],
+                             totals[len(STATS) + len(variance):])
+    frames = max(1.0, sum(used))
+    return {**_summary(dict(zip(STATS, stats)), config.penalty_weight),
+            "layer_variance": [round(v / frames, 5) for v in variance],
+            "units_predicted": sum(1 for count in used if count > 0), "num_units": model.num_units[0]}
+
+
+def _variance_sum(layer: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """layer (B, T, D), keep (B, T) bool -> () float64: the variance over kept frames (unbiased)
+    of each feature, averaged over features, times the number of kept frames."""
+    weight = keep[..., None].to(torch.float32)
+    count = keep.sum()
+    x = layer.float()
+    mean = (x * weight).sum((0, 1)) / count.clamp(min=1)
+    var = ((x - mean) ** 2 * weight).sum((0, 1)) / (count - 1).clamp(min=1)
+    return (var.mean() * count).double()
 
 
 def _summary(s: dict, penalty_weight: float) -> dict:

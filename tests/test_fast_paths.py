@@ -181,6 +181,40 @@ def test_between_logs_the_trainer_reads_only_host_side_batch_lengths(tmp_path, m
     assert reads[("trainer.py", "read", "tolist")] == 2 * 2  # two log reads: host counts, device sums
 
 
+def test_validation_makes_two_passes_per_batch_and_reads_the_device_once(tmp_path, monkeypatch):
+    """One masked pass (loss, accuracies) and one unmasked encoder pass (layers, units predicted)
+    per batch; the statistics of every batch and layer come back in one read at the end."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from tone_corpus import make_tone_corpus
+    from pretrain.distributed import Workers
+    from pretrain.labelled_audio import LabelledAudio
+    from pretrain import trainer
+
+    root, labels = make_tone_corpus(tmp_path / "tones", utterances=(2, 9))
+    config = apply_overrides(train_preset("tiny"), dict(max_tokens=40000, min_sample_size=8000))
+    data = LabelledAudio(root / "valid.tsv", [labels], config.min_sample_size)
+    torch.manual_seed(0)
+    model = HubertPretrain(model_preset("tiny"), data.num_units)
+    passes, batches = [], []
+    model.encoder.register_forward_hook(lambda module, args, out: passes.append(out.mask is not None))
+    monkeypatch.setattr(trainer, "_stats", _counting(batches, trainer._stats))
+    reads = collections.Counter()
+    for method in ("item", "tolist", "__bool__", "__float__", "__int__", "cpu", "numpy"):
+        monkeypatch.setattr(torch.Tensor, method, _spy(getattr(torch.Tensor, method), method, reads))
+    metrics = trainer.validate(model, model, data, config, Workers(0, 1, torch.device("cpu")))
+    assert len(batches) >= 3 and passes == [True, False] * len(batches)  # masked, then unmasked, per batch
+    on_the_device = {key: n for key, n in reads.items() if key[0] != "labelled_audio.py"}  # the rest: host batches
+    assert on_the_device == {("trainer.py", "validate", "tolist"): 1}, reads
+    assert len(metrics["layer_variance"]) == 2 and 1 <= metrics["units_predicted"] <= data.num_units[0]
+
+
+def _counting(calls: list, real):
+    def wrapper(*args):
+        calls.append(1)
+        return real(*args)
+    return wrapper
+
+
 def _spy(real, method: str, reads: collections.Counter):
     def wrapper(self, *args, **kwargs):
         frame = sys._getframe(1)

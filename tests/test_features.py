@@ -46,6 +46,25 @@ def test_shards_cover_the_manifest_in_order(tiny_manifest, tmp_path):
     assert sample.shape[1] == 39 and 0 < len(sample) < shards.num_frames
 
 
+def threads_as_features(wav: np.ndarray) -> np.ndarray:
+    """A feature function that reports the torch threads of the process it runs in."""
+    return np.full((1, 1), torch.get_num_threads(), np.float32)
+
+
+def test_feature_processes_get_one_thread_and_the_callers_process_keeps_its_own(tiny_manifest, tmp_path):
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        mfcc_features(load_audio(tiny_manifest.audio_path(0)))
+        assert torch.get_num_threads() == 3  # an in-process call leaves the setting alone
+        for jobs, threads in ((2, 1), (1, 3)):  # worker processes: one thread each
+            npy, _ = dump_features(tiny_manifest, threads_as_features, tmp_path / f"jobs{jobs}", "train", jobs=jobs)
+            assert set(np.load(npy).ravel()) == {threads}
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_killed_dump_reruns_to_identical_bytes(tiny_manifest, tmp_path):
     calls = []
 

@@ -7,7 +7,7 @@ import torchaudio
 from pretrain.model_config import MaskConfig, ModelConfig
 from pretrain.presets import model_preset
 from pretrain.loss import hubert_loss
-from pretrain.model import HubertPretrain
+from pretrain.model import HubertPretrain, PretrainOutput, cosine_logits
 
 
 def from_torchaudio(name: str) -> str:
@@ -141,6 +141,27 @@ def test_masks_never_cover_padding_and_loss_ignores_it():
     assert loss.num_masked == out.mask.sum() and torch.isfinite(loss.loss)
     loss.loss.backward()
     assert model.encoder.feature_extractor.conv_layers[0].conv.weight.grad is not None
+
+
+def test_logits_and_loss_are_float32_under_bf16_autocast():
+    """Under bf16 autocast the head and the loss still run in float32: the loss equals the float32
+    loss computed from the same bf16-trained features, and the logits are float32."""
+    torch.manual_seed(0)
+    model = HubertPretrain(model_preset("tiny"), [100, 50]).eval()
+    wav, lengths = torch.randn(2, 16000), torch.tensor([16000, 11000])
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(wav, lengths)
+        targets = [torch.randint(0, k, out.mask.shape) for k in (100, 50)]
+        loss = hubert_loss(out, targets, unmasked_weight=0.5)
+    assert [logits.dtype for logits in out.logits] == [torch.float32, torch.float32]
+    with torch.no_grad():  # the same features, head and loss in float32 outside autocast
+        hidden = out.hidden.float()
+        logits = [cosine_logits(proj(hidden), emb, model.config.logit_temp)
+                  for proj, emb in zip(model.final_proj, model.unit_embeddings)]
+        want = hubert_loss(PretrainOutput(logits, out.mask, out.padding, out.feature_penalty, out.hidden),
+                           targets, unmasked_weight=0.5)
+    for got, expected in ((loss.loss, want.loss), (loss.masked_ce, want.masked_ce), (loss.unmasked_ce, want.unmasked_ce)):
+        assert got.dtype == torch.float32 and abs(got - expected) <= 1e-5 * abs(expected)
 
 
 def test_initialisation_follows_fairseq():

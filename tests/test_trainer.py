@@ -37,6 +37,34 @@ def weights(path):
     return torch.load(path, map_location="cpu", weights_only=True)["model"]
 
 
+def test_a_skipped_step_leaves_weights_moments_and_step_alone():
+    """The fused-AdamW skip the trainer takes on a non-finite gradient norm, and a finite step."""
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 3)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1, weight_decay=0.01, fused=True)
+
+    def step(grad_scale: float) -> dict:
+        optimizer.zero_grad()
+        (grad_scale * model(torch.randn(5, 4)).sum()).backward()
+        norm = torch.nn.utils.get_total_norm([p.grad for p in model.parameters()])
+        trainer_module.step_unless(optimizer, (~torch.isfinite(norm)).float())
+        return {name: [p.detach().clone(), *(optimizer.state[p][k].clone() for k in ("exp_avg", "exp_avg_sq", "step"))]
+                for name, p in model.named_parameters()}
+
+    before = step(1.0)  # a first update makes the moments
+    skipped = step(math.inf)  # inf * grad: a non-finite norm
+    for name in before:
+        for kept, want in zip(skipped[name], before[name]):
+            assert torch.equal(kept, want), name
+    applied = step(1.0)
+    for name in before:
+        for moved, old in zip(applied[name], before[name]):
+            assert not torch.equal(moved, old), name
+    assert applied["weight"][3].item() == 2  # two steps taken, the skipped one not counted
+    with pytest.raises(ValueError, match="fused optimizer"):
+        trainer_module.step_unless(torch.optim.AdamW(model.parameters(), fused=False), torch.tensor(0.0))
+
+
 def test_loss_falls_and_masked_accuracy_rises_within_200_updates(corpus, tmp_path):
     root, labels = corpus
     result = train(root, [labels], tmp_path, model_preset("tiny"), quick(max_updates=200, valid_every=100),
