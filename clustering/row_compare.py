@@ -1,0 +1,75 @@
+"""Rows side by side: each measure with its 95% interval, each step between rows with the
+interval of its difference, and the answer per measure.
+
+Every row and every difference uses the same bootstrap draws of the report split's utterances
+(bootstrap.py). A step "rises" when the interval of its difference lies wholly on the better
+side of zero (PNMI up; ABX error and PER down), "falls" when wholly on the worse side, and is
+"not distinguishable" otherwise. The answer per measure, for rows listed oldest first (the
+teacher's features, then iteration 1, then iteration 2): "yes" when every step rises, "no"
+when a step falls, "not distinguishable" otherwise; null when a row lacks the measure.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .bootstrap import interval, pnmi_resampled, ratio_resampled, resample_weights, verdict
+from .row_quality import QualityData, RowScores, SplitScores
+
+MEASURES = {"pnmi": True, "abx_within": False, "abx_across": False, "per": False}  # name: higher is better
+
+
+def _estimate_and_samples(scores: SplitScores, measure: str, phones: int, weights: np.ndarray):
+    """(point estimate, (resamples,) bootstrap values), or (None, None) when the row lacks it."""
+    if measure == "pnmi":
+        return scores.pnmi, pnmi_resampled(scores.counts, phones, scores.counts.shape[1] // phones, weights)
+    if measure == "per":
+        probe = scores.probe
+        return (None, None) if probe is None else (probe.per, ratio_resampled(probe.edits, probe.lengths, weights))
+    abx = scores.abx_within if measure == "abx_within" else scores.abx_across
+    return (None, None) if abx is None else (abx.error, abx.resampled(weights))
+
+
+def compare_rows(rows: list[RowScores], data: QualityData, split: str,
+                 layers: list[dict | None] | None = None) -> dict:
+    """{"split", "utterances", "headline": [row, ...], "differences": [...], "rises": {...}} on `split`;
+    `layers` gives each row's layer fields (e.g. {"layer": 4, "update": 3000}) or None."""
+    report = data.splits[split]
+    weights = resample_weights(len(report.manifest), data.budget.resamples, data.budget.seed)
+    phones = len(report.phone_names)
+    values = [{m: _estimate_and_samples(row.splits[split], m, phones, weights) for m in MEASURES} for row in rows]
+    headline = []
+    for row, measured, layer in zip(rows, values, layers or [None] * len(rows)):
+        entry = {"name": row.name, "layer": None, **(layer or {})}
+        for measure, (estimate, samples) in measured.items():
+            entry[measure] = estimate
+            entry[f"{measure}_ci"] = None if estimate is None else interval(estimate, samples)
+        probe = row.splits[split].probe
+        entry["kmeans"] = row.kmeans
+        entry["probe"] = None if probe is None else {"train_utterances": probe.train_utterances,
+                                                      "train_frames": probe.train_frames, "phones": probe.phones,
+                                                      "final_loss": probe.final_loss}
+        headline.append(entry)
+    differences = [_step(rows[k - 1].name, rows[k].name, values[k - 1], values[k]) for k in range(1, len(rows))]
+    return {"split": split, "utterances": len(report.manifest), "headline": headline, "differences": differences,
+            "rises": {m: _answer([step[m] for step in differences]) for m in MEASURES} if differences else {}}
+
+
+def _step(before: str, after: str, old: dict, new: dict) -> dict:
+    step = {"from": before, "to": after}
+    for measure, better_higher in MEASURES.items():
+        (a, a_samples), (b, b_samples) = old[measure], new[measure]
+        if a is None or b is None:
+            step[measure] = None
+            continue
+        ci = interval(b - a, b_samples - a_samples)
+        step[measure] = {"difference": b - a, "ci": ci, "verdict": verdict(ci, better_higher)}
+    return step
+
+
+def _answer(steps: list[dict | None]) -> str | None:
+    if not steps or any(s is None for s in steps):
+        return None
+    verdicts = [s["verdict"] for s in steps]
+    if all(v == "rises" for v in verdicts):
+        return "yes"
+    return "no" if "falls" in verdicts else "not distinguishable"
