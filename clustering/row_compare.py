@@ -10,12 +10,18 @@ when a step falls, "not distinguishable" otherwise; null when a row lacks the me
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from .bootstrap import interval, pnmi_resampled, ratio_resampled, resample_weights, verdict
-from .row_quality import QualityData, RowScores, SplitScores
+from .features import FeatureFn
+from .row_features import row_features
+from .row_quality import QualityData, RowScores, SplitScores, measure_row
+from .threads import torch_threads
 
 MEASURES = {"pnmi": True, "abx_within": False, "abx_across": False, "per": False}  # name: higher is better
+HIGHEST = {"pnmi": 1.0, "abx_within": 1.0, "abx_across": 1.0, "per": float("inf")}  # an interval is clipped to [0, this]
 
 
 def _estimate_and_samples(scores: SplitScores, measure: str, phones: int, weights: np.ndarray):
@@ -42,7 +48,8 @@ def compare_rows(rows: list[RowScores], data: QualityData, split: str,
         entry = {"name": row.name, "layer": None, **(layer or {})}
         for measure, (estimate, samples) in measured.items():
             entry[measure] = estimate
-            entry[f"{measure}_ci"] = None if estimate is None else interval(estimate, samples)
+            entry[f"{measure}_ci"] = None if estimate is None else \
+                _finite([np.clip(v, 0.0, HIGHEST[measure]) for v in interval(estimate, samples)])
         probe = row.splits[split].probe
         entry["kmeans"] = row.kmeans
         entry["probe"] = None if probe is None else {"train_utterances": probe.train_utterances,
@@ -62,8 +69,13 @@ def _step(before: str, after: str, old: dict, new: dict) -> dict:
             step[measure] = None
             continue
         ci = interval(b - a, b_samples - a_samples)
-        step[measure] = {"difference": b - a, "ci": ci, "verdict": verdict(ci, better_higher)}
+        step[measure] = {"difference": b - a, "ci": _finite(ci), "verdict": verdict(ci, better_higher)}
     return step
+
+
+def _finite(values) -> list[float | None]:
+    """JSON-safe: NaN (no resample had the measure) becomes None."""
+    return [float(v) if np.isfinite(v) else None for v in values]
 
 
 def _answer(steps: list[dict | None]) -> str | None:
@@ -73,3 +85,26 @@ def _answer(steps: list[dict | None]) -> str | None:
     if all(v == "rises" for v in verdicts):
         return "yes"
     return "no" if "falls" in verdicts else "not distinguishable"
+
+
+@dataclass
+class RowSpec:
+    """A row to measure: its name, feature function, frame rate and layer fields (None for MFCC)."""
+
+    name: str
+    features: FeatureFn  # wav (samples,) float32 16 kHz -> (frames, dim) float32; may have `stream`
+    frame_rate: float
+    layer: dict | None = None  # e.g. {"layer": 4, "update": 3000}
+
+
+def measure_rows(specs: list[RowSpec], data: QualityData, split: str) -> dict:
+    """Every row's features computed once, measured by `measure_row`, compared on `split`."""
+    import torch
+
+    scores = []
+    for spec in specs:
+        with torch_threads(torch.get_num_threads()):  # a feature function may change the count (MFCC: 1)
+            row = row_features(spec.name, spec.features, spec.frame_rate, data.fit, data.report_manifests())
+        scores.append(measure_row(row, data))
+        del row
+    return compare_rows(scores, data, split, [spec.layer for spec in specs])

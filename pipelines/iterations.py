@@ -72,7 +72,8 @@ def build_stages(config: PipelineConfig) -> list[Stage]:
     from .quality_stage import quality_stage  # the report reads every teacher and model
 
     stages.append(Stage("quality", partial(quality_stage, config),
-                        {"alignments": content_fingerprint(config.alignments)},
+                        {"alignments": content_fingerprint(config.alignments),
+                         "speakers": [content_fingerprint(config.speakers), config.speaker_folder]},
                         after=("it1-labels", "it2-labels") + (("it1-scan", "it2-scan") if scans(config) else ())))
     return stages
 

@@ -86,6 +86,8 @@ class PipelineConfig:
     test_percent: float = 0.0  # a second held-out split, data/test.tsv: layers are chosen on valid, reported on test
     seed: int = 0
     alignments: str = ""  # fairseq frame-level phone alignments (tsv at 100 Hz) for PNMI, optional
+    speakers: str = ""  # uid<TAB>speaker file for ABX within/across speaker (the built-in corpus has its own)
+    speaker_folder: int = 0  # or: the N-th folder of each audio path names its speaker (LibriSpeech: 1)
     jobs: int = 0  # CPU processes for features and labels; 0 = all cores
     iteration1: IterationSettings = field(default_factory=IterationSettings)
     iteration2: IterationSettings = field(
@@ -108,6 +110,7 @@ class PipelineConfig:
         one_of(self, "device", DEVICES)
         at_least(self, "kmeans_sample_gib", 0)
         at_least(self, "scan_units", 2)
+        at_least(self, "speaker_folder", 0)
 
 
 FEATURES = ("mfcc", "layer")
@@ -230,7 +233,8 @@ def _check_paths(config: PipelineConfig) -> None:
     inputs = {}
     if config.audio_dir:
         inputs["audio_dir"] = _existing_folder("audio_dir", config.audio_dir)
-    for key, value in (("alignments", config.alignments), ("export.transcripts", config.export.transcripts)):
+    for key, value in (("alignments", config.alignments), ("export.transcripts", config.export.transcripts),
+                       ("speakers", config.speakers)):
         path = Path(value).expanduser()
         if value and not path.exists():
             raise SettingError(f"{key}: {path} does not exist")

@@ -1,12 +1,16 @@
 """The layer scans (it1-scan, it2-scan): PNMI of every layer of an iteration's model.
 
-Each layer gets a k-means with `scan_units` units fitted on train utterances, scored on
-the valid split (where a layer is chosen: iteration 2's teacher when its layer is "auto")
-and on the test split when there is one (where it is reported, so the choice flatters
-nothing). Every kept checkpoint is scanned with `scan_checkpoints`, else the newest.
+Each layer is a row measured by `clustering.row_quality.measure_row`, the function the report
+measures every row with: k-means with `scan_units` units on the budget's seconds of train
+audio (the same utterances for every layer, checkpoint and row), scored on every aligned
+utterance of the valid split (where a layer is chosen: iteration 2's teacher when its layer is
+"auto", and the report's row) and of the test split when there is one (where the report is
+scored, so the choice flatters nothing). Every kept checkpoint is scanned with
+`scan_checkpoints`, else the newest; one model pass gives every layer.
 
 scan.json:
   {"model": "it1", "units": 100, "utterances": {"valid": 40, "test": 40},
+   "kmeans": {"utterances": 80, "seconds": 600.1, "frames": 30005, ...},
    "by_update": {"3000": {"valid": {"1": 0.31, ...}, "test": {...}}, ...},
    "chosen": {"update": 3000, "layer": 4, "valid": 0.41, "test": 0.40}}
 "chosen" is the newest checkpoint's (the one iteration 2 learns from) best layer on valid.
@@ -17,8 +21,11 @@ import json
 from pathlib import Path
 
 from clustering.alignments import load_alignments
-from clustering.layer_pnmi import pnmi_per_layer
+from clustering.audio import FRAME_RATE
 from clustering.manifest import Manifest, read_manifest
+from clustering.quality_budget import QualityBudget
+from clustering.row_features import layer_rows
+from clustering.row_quality import QualityData, measure_row, quality_data
 
 from .run_config import PipelineConfig
 
@@ -61,6 +68,11 @@ def split_alignments(config: PipelineConfig, manifests: dict[str, Manifest]) -> 
     return found
 
 
+def budget(config: PipelineConfig) -> QualityBudget:
+    """The quality budget of a run: `scan_units` units and the run's seed, the rest as QualityBudget's."""
+    return QualityBudget(num_units=config.scan_units, seed=config.seed)
+
+
 def scan_stage(config: PipelineConfig, number: int, folder: Path) -> None:
     """Scan the iteration's checkpoints into folder/scan.json (see the module docstring)."""
     from pretrain.checkpoint import checkpoint_paths, checkpoint_update, latest_path
@@ -70,37 +82,41 @@ def scan_stage(config: PipelineConfig, number: int, folder: Path) -> None:
     manifests = {split: read_manifest(data / f"{split}.tsv") for split in heldout_splits(data)}
     if not manifests:
         raise ValueError(f"{data}: the layer scan needs held-out utterances; set valid_percent above 0")
-    alignments = split_alignments(config, manifests)
+    measured = quality_data(read_manifest(data / "train.tsv"), manifests, split_alignments(config, manifests), None,
+                            budget(config))
     paths = checkpoint_paths(checkpoints) if config.scan_checkpoints else [latest_path(checkpoints)]
     if not paths or paths[-1] is None:
         raise FileNotFoundError(f"{checkpoints}: no checkpoint to scan")
-    fit = read_manifest(data / "train.tsv")
-    by_update = {checkpoint_update(path): _scan_checkpoint(path, fit, manifests, alignments, config)
-                 for path in paths}
+    by_update, kmeans = {}, None
+    for path in paths:
+        by_update[checkpoint_update(path)], kmeans = _scan_checkpoint(path, measured, config, f"it{number}")
     newest = max(by_update)
     valid = by_update[newest]["valid"]
     layer = max(valid, key=valid.get)
     chosen = {"update": newest, "layer": layer,
               **{split: scores[layer] for split, scores in by_update[newest].items()}}
     result = {"model": f"it{number}", "units": config.scan_units,
-              "utterances": {split: len(m) for split, m in manifests.items()},
-              "by_update": by_update, "chosen": chosen}
+              "utterances": {split: len(s.manifest) for split, s in measured.splits.items()},
+              "kmeans": kmeans, "by_update": by_update, "chosen": chosen}
     (folder / SCAN).write_text(json.dumps(result, indent=2) + "\n")
     print(f"[it{number}-scan] layer {layer} of update {newest} scores best on valid: PNMI {chosen['valid']:.3f}"
           + (f" (test {chosen['test']:.3f})" if "test" in chosen else ""))
 
 
-def _scan_checkpoint(path: Path, fit: Manifest, manifests: dict[str, Manifest], alignments: dict,
-                     config: PipelineConfig) -> dict[str, dict[int, float]]:
-    """{split: {layer: PNMI}} of one checkpoint, on the GPU when present (device "auto")."""
+def _scan_checkpoint(path: Path, measured: QualityData, config: PipelineConfig,
+                     model: str) -> tuple[dict[str, dict[int, float]], dict]:
+    """({split: {layer: PNMI}}, what each layer's k-means saw) of one checkpoint, on the GPU when
+    present (device "auto")."""
     from pretrain.layer_features import LayerFeatures
     from pretrain.model_io import load_encoder
 
     encoder = load_encoder(path)
     features = LayerFeatures(encoder, 1, device=config.device)
     layers = list(range(1, encoder.config.num_hidden_layers + 1))
-    return pnmi_per_layer(fit, manifests, alignments, features.layers, layers, num_units=config.scan_units,
-                          seed=config.seed)
+    rows = layer_rows(model, features.layers, layers, FRAME_RATE, measured.fit, measured.report_manifests())
+    scores = {layer: measure_row(row, measured, full=False) for layer, row in rows.items()}
+    per_split = {split: {layer: s.splits[split].pnmi for layer, s in scores.items()} for split in measured.splits}
+    return per_split, {k: v for k, v in scores[layers[0]].kmeans.items() if k != "inertia"}
 
 
 def read_scan(work: Path, number: int) -> dict | None:

@@ -5,6 +5,7 @@
   train.tsv, valid.tsv              fairseq manifests
   train.phn.tsv, valid.phn.tsv      100 Hz frame-level phones, `uid<TAB>p1,p2,...`, manifest order
   transcripts.tsv                   `uid<TAB>text`
+  speakers.tsv                      `uid<TAB>speaker`: the espeak voice (language + variant)
   summary.json, summary.md          hours, utterances and phone inventory per language
 Same seed, same bytes (apart from the absolute root on the manifests' first line).
 """
@@ -201,6 +202,7 @@ def make_corpus(out_dir: str | Path, hours: float = 0.5, languages: tuple[str, .
         write_manifest(out / f"{split}.tsv", out / "wav", entries)
         (out / f"{split}.phn.tsv").write_text("".join(aligned))
     (out / "transcripts.tsv").write_text("".join(f"{s.uid}\t{' | '.join(s.phrases)}\n" for s in specs))
+    (out / "speakers.tsv").write_text("".join(f"{s.uid}\t{s.voice}\n" for s in specs))
     return _write_summary(out, specs, rendered)
 
 
