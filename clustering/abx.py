@@ -111,6 +111,12 @@ class AbxScore:
         self.utterances = item_utterances  # (items,) utterance index of each item
         self.error = float(self.resampled(np.ones((1, int(item_utterances.max(initial=0)) + 1)))[0])
 
+    @property
+    def contributors(self) -> int:
+        """Utterances owning an item of some cell: what the bootstrap resamples."""
+        slots = np.concatenate([self.cells.a, self.cells.b, self.cells.x], axis=1)
+        return len(np.unique(self.utterances[slots[slots >= 0]]))
+
     def resampled(self, weights: np.ndarray) -> np.ndarray:
         """(resamples, utterances) utterance weights -> (resamples,) ABX errors (NaN: no cell left).
         Sums run in float32, exact for whole-number weights (products and sums stay below 2^24)."""

@@ -11,6 +11,7 @@ when a step falls, "not distinguishable" otherwise; null when a row lacks the me
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -21,18 +22,33 @@ from .row_quality import QualityData, RowScores, SplitScores, measure_row
 from .threads import torch_threads
 
 MEASURES = {"pnmi": True, "abx_within": False, "abx_across": False, "per": False}  # name: higher is better
+MIN_UTTERANCES = 10  # a measure resting on fewer report utterances gets no interval (and no verdict)
 HIGHEST = {"pnmi": 1.0, "abx_within": 1.0, "abx_across": 1.0, "per": float("inf")}  # an interval is clipped to [0, this]
 
 
-def _estimate_and_samples(scores: SplitScores, measure: str, phones: int, weights: np.ndarray):
-    """(point estimate, (resamples,) bootstrap values), or (None, None) when the row lacks it."""
+def _measure(scores: SplitScores, measure: str, phones: int):
+    """(estimate, utterances it rests on, weights -> resampled values), or None when the row lacks it."""
     if measure == "pnmi":
-        return scores.pnmi, pnmi_resampled(scores.counts, phones, scores.counts.shape[1] // phones, weights)
+        counts = scores.counts
+        return (scores.pnmi, int((counts.getnnz(axis=1) > 0).sum()),
+                partial(pnmi_resampled, counts, phones, counts.shape[1] // phones))
     if measure == "per":
         probe = scores.probe
-        return (None, None) if probe is None else (probe.per, ratio_resampled(probe.edits, probe.lengths, weights))
+        return None if probe is None else \
+            (probe.per, int((probe.lengths > 0).sum()), partial(ratio_resampled, probe.edits, probe.lengths))
     abx = scores.abx_within if measure == "abx_within" else scores.abx_across
-    return (None, None) if abx is None else (abx.error, abx.resampled(weights))
+    return None if abx is None else (abx.error, abx.contributors, abx.resampled)
+
+
+def _estimate_and_samples(scores: SplitScores, measure: str, phones: int, weights: np.ndarray):
+    """(point estimate, (resamples,) bootstrap values, utterances it rests on), or (None, None, 0)
+    when the row lacks it. Values are NaN when fewer than MIN_UTTERANCES utterances contribute:
+    a bootstrap over two or three utterances gives intervals that look sure and mean nothing."""
+    found = _measure(scores, measure, phones)
+    if found is None:
+        return None, None, 0
+    estimate, count, resample = found
+    return estimate, resample(weights) if count >= MIN_UTTERANCES else np.full(len(weights), np.nan), count
 
 
 def compare_rows(rows: list[RowScores], data: QualityData, split: str,
@@ -46,11 +62,12 @@ def compare_rows(rows: list[RowScores], data: QualityData, split: str,
     headline = []
     for row, measured, layer in zip(rows, values, layers or [None] * len(rows)):
         entry = {"name": row.name, "layer": None, **(layer or {})}
-        for measure, (estimate, samples) in measured.items():
+        for measure, (estimate, samples, _) in measured.items():
             entry[measure] = estimate
             entry[f"{measure}_ci"] = None if estimate is None else \
                 _finite([np.clip(v, 0.0, HIGHEST[measure]) for v in interval(estimate, samples)])
         probe = row.splits[split].probe
+        entry["utterances"] = {measure: count for measure, (_, _, count) in measured.items()}
         entry["kmeans"] = row.kmeans
         entry["probe"] = None if probe is None else {"train_utterances": probe.train_utterances,
                                                       "train_frames": probe.train_frames, "phones": probe.phones,
@@ -64,7 +81,7 @@ def compare_rows(rows: list[RowScores], data: QualityData, split: str,
 def _step(before: str, after: str, old: dict, new: dict) -> dict:
     step = {"from": before, "to": after}
     for measure, better_higher in MEASURES.items():
-        (a, a_samples), (b, b_samples) = old[measure], new[measure]
+        (a, a_samples, _), (b, b_samples, _) = old[measure], new[measure]
         if a is None or b is None:
             step[measure] = None
             continue

@@ -12,6 +12,7 @@ from pathlib import Path
 from .abx_items import write_item_file
 from .path_checks import output_folder
 from .quality_budget import QualityBudget
+from .row_compare import MIN_UTTERANCES
 from .row_quality import QualityData
 
 LABELS = {"pnmi": "PNMI", "abx_within": "ABX within speaker", "abx_across": "ABX across speaker", "per": "PER"}
@@ -62,9 +63,8 @@ def answer_lines(result: dict) -> list[str]:
 def _step_text(step: dict, measure: str) -> str:
     change = step[measure]
     scale, unit = (100, " points") if PERCENT[measure] else (1, "")
-    low, high = (scale * v for v in change["ci"]) if None not in change["ci"] else (float("nan"),) * 2
-    return (f"{step['from']} -> {step['to']}: {scale * change['difference']:+.3g}{unit} "
-            f"[{low:+.3g}, {high:+.3g}] {change['verdict']}")
+    low, high = ("?" if v is None else f"{scale * v:+.3g}" for v in change["ci"])
+    return f"{step['from']} -> {step['to']}: {scale * change['difference']:+.3g}{unit} [{low}, {high}] {change['verdict']}"
 
 
 def budget_lines(budget: QualityBudget, result: dict, speakers_known: bool) -> list[str]:
@@ -85,7 +85,8 @@ def budget_lines(budget: QualityBudget, result: dict, speakers_known: bool) -> l
         "utterances; greedy decoding; silence left out.",
         f"Intervals: 95% basic bootstrap, {budget.resamples} resamples of the report utterances, the same draws "
         "for every row and difference; it corrects PNMI's upward bias on few frames, so an interval may sit below "
-        "its estimate. A step rises only when its difference's interval excludes zero.",
+        "its estimate. A step rises only when its difference's interval excludes zero. A measure resting on fewer "
+        f"than {MIN_UTTERANCES} utterances gets no interval ([?, ?]) and no verdict.",
     ]
 
 
