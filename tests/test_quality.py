@@ -142,3 +142,25 @@ def test_each_layer_measured_as_a_row_ranks_an_informative_layer_above_a_noise_l
     for name in halves:  # one k-means per layer, scored on each held-out set
         assert scores[1].splits[name].pnmi > 0.9 and scores[2].splits[name].pnmi < 0.1
     assert scores[1].kmeans["seconds"] == scores[2].kmeans["seconds"] == round(data.fit_seconds, 2)
+
+
+def test_hubert_quality_on_features_names_what_is_missing(tiny_manifest, tmp_path, capsys):
+    from test_bad_input import cli_error
+
+    manifest = str(tmp_path / "train.tsv")
+    base = ["quality", "--manifest", manifest, "--out", str(tmp_path / "q")]
+    assert cli_error(base + ["--features", "mfcc", "--alignments", manifest], capsys).startswith(
+        "--fit-manifest is needed with --features or --model")
+    assert cli_error(base + ["--model", "m.pt", "--fit-manifest", manifest, "--alignments", manifest],
+                     capsys) == "--model needs --layer N (1-based), e.g. --layer 6"
+
+
+def test_speakers_come_from_a_file_or_a_folder_level(tmp_path):
+    from clustering.speakers import find_speakers
+
+    (tmp_path / "spk.tsv").write_text("uid\tspeaker\n84/121/84-121-0000\tanna\n")
+    assert find_speakers(["84/121/84-121-0000"], tmp_path / "spk.tsv") == {"84/121/84-121-0000": "anna"}
+    assert find_speakers(["84/121/84-121-0000"], folder_level=1) == {"84/121/84-121-0000": "84"}
+    assert find_speakers(["84/121/84-121-0000"]) is None
+    with pytest.raises(ValueError, match="utterance x: no folder at level 1"):
+        find_speakers(["x"], folder_level=1)
