@@ -84,29 +84,34 @@ def pair_distances(items: list[np.ndarray], first: np.ndarray, second: np.ndarra
     items: (frames, dim) float32 sequences with unit-length frames (`unit_rows`).
     Pairs are sorted by length and computed in padded batches; returns (pairs,) float32.
     """
-    lengths = np.array([len(x) for x in items])
-    order = np.lexsort((lengths[second], lengths[first]))
     out = np.zeros(len(first), dtype=np.float32)
-    if len(order) == 0:
+    if len(first) == 0:
         return out
-    longest = int(max(lengths[first].max(), lengths[second].max()))
-    size = max(1, BATCH_ELEMENTS // (longest * longest + 2 * longest * items[0].shape[1]))
+    frames = _Frames(items)
+    order = np.lexsort((frames.lengths[second], frames.lengths[first]))
+    longest = int(max(frames.lengths[first].max(), frames.lengths[second].max()))
+    size = max(1, BATCH_ELEMENTS // (longest * longest + 2 * longest * frames.dim))
     for start in range(0, len(order), size):
         batch = order[start:start + size]
-        out[batch] = _batch_distances(items, first[batch], second[batch]).numpy()
+        rows, cols = frames.lengths[first[batch]], frames.lengths[second[batch]]
+        cost = angular_costs(frames.padded(first[batch]), frames.padded(second[batch]))
+        out[batch] = dtw_distances(cost, torch.from_numpy(rows), torch.from_numpy(cols)).numpy()
     return out
 
 
-def _batch_distances(items: list[np.ndarray], first: np.ndarray, second: np.ndarray) -> torch.Tensor:
-    rows = torch.tensor([len(items[k]) for k in first])
-    cols = torch.tensor([len(items[k]) for k in second])
-    a = _padded([items[k] for k in first], int(rows.max()))
-    b = _padded([items[k] for k in second], int(cols.max()))
-    return dtw_distances(angular_costs(a, b), rows, cols)
+class _Frames:
+    """Every item's frames in one array, so a padded batch is one gather (a zero frame pads)."""
 
+    def __init__(self, items: list[np.ndarray]):
+        self.dim = items[0].shape[1]
+        self.lengths = np.array([len(x) for x in items], dtype=np.int64)
+        self.starts = np.concatenate([[0], np.cumsum(self.lengths)[:-1]])
+        self.flat = np.concatenate(list(items) + [np.zeros((1, self.dim), np.float32)], dtype=np.float32)
 
-def _padded(seqs: list[np.ndarray], length: int) -> torch.Tensor:
-    out = np.zeros((len(seqs), length, seqs[0].shape[1]), dtype=np.float32)
-    for k, seq in enumerate(seqs):
-        out[k, :len(seq)] = seq
-    return torch.from_numpy(out)
+    def padded(self, which: np.ndarray) -> torch.Tensor:
+        """(len(which), longest of them, dim) frames of items `which`, zero after each one's end."""
+        width = int(self.lengths[which].max())
+        offset = np.arange(width)[None, :]
+        index = np.where(offset < self.lengths[which][:, None], self.starts[which][:, None] + offset,
+                         len(self.flat) - 1)
+        return torch.from_numpy(self.flat[index])
