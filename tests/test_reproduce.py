@@ -53,12 +53,13 @@ def test_report_answers_in_its_first_lines_on_the_test_split(reproduced):
     scan = json.loads((reproduced / "it1-scan" / "scan.json").read_text())
     assert rows[1]["layer"] == scan["chosen"]["layer"] and rows[1]["update"] == scan["chosen"]["update"]
     assert rows[1]["pnmi"] == pytest.approx(scan["chosen"]["test"])  # the scan measures rows as the report does
-    for row in rows:
-        assert row["pnmi_ci"][0] <= row["pnmi_ci"][1] and 0 <= row["abx_within"] <= 1
-        assert row["abx_across"] is not None and 0 <= row["per"]  # the built-in corpus knows its speakers
+    for row in rows:  # the shrunk test split (a few utterances) is too small for any interval
+        assert row["utterances"]["pnmi"] == quality["utterances"] < 10 and row["pnmi_ci"] == [None, None]
+        assert 0 <= row["abx_within"] <= 1 and 0 <= row["per"]
+        assert row["abx_across"] is not None  # the built-in corpus knows its speakers
         assert row["kmeans"]["units"] == 100 and row["kmeans"]["seconds"] == rows[0]["kmeans"]["seconds"]
     assert rows[0]["kmeans"]["frames"] > rows[1]["kmeans"]["frames"] == rows[2]["kmeans"]["frames"]  # 100 vs 50 Hz
-    assert set(quality["rises"]) == {"pnmi", "abx_within", "abx_across", "per"}
+    assert quality["rises"] == dict.fromkeys(("pnmi", "abx_within", "abx_across", "per"), "not distinguishable")
     for step in quality["differences"]:
         low, high = step["pnmi"]["ci"]
         assert step["pnmi"]["verdict"] != "rises" or low > 0
