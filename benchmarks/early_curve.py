@@ -51,25 +51,21 @@ def train_until(config: str, work: Path, updates: int, source: Path, overrides: 
 
 def score_layers(config_name: str, work: Path, checkpoint: Path, overrides: list[str]) -> dict[int, float]:
     """{layer: PNMI on valid} of `checkpoint`, as the it1-scan stage scores it."""
-    from clustering.layer_pnmi import pnmi_per_layer
     from clustering.manifest import read_manifest
+    from clustering.row_quality import quality_data
     from pipelines.layout import WorkLayout
     from pipelines.run_config import load_config
-    from pipelines.scan_stage import split_alignments
+    from pipelines.scan_stage import ScanSettings, budget, scan_checkpoint, split_alignments
     from pipelines.shipped import config_path
-    from pretrain.layer_features import LayerFeatures
-    from pretrain.model_io import load_encoder
 
     config = load_config(config_path(config_name), [f"work_dir={work}", *overrides])
     inputs = WorkLayout(work).for_stage("it1-scan", ("data",), {"alignments": Path(config.alignments)
                                                                  if config.alignments else None})
     valid = {"valid": read_manifest(inputs.manifest("valid"))}
-    encoder = load_encoder(checkpoint)
-    layers = list(range(1, encoder.config.num_hidden_layers + 1))
-    scores = pnmi_per_layer(read_manifest(inputs.manifest("train")), valid, split_alignments(inputs, valid),
-                            LayerFeatures(encoder, 1, device=config.device).layers, layers,
-                            num_units=config.scan_units, seed=config.seed)
-    return scores["valid"]
+    settings = ScanSettings(1, config.scan_units, False, config.seed, config.device)
+    measured = quality_data(read_manifest(inputs.manifest("train")), valid, split_alignments(inputs, valid), None,
+                            budget(settings))
+    return scan_checkpoint(checkpoint, measured, settings, "it1")[0]["valid"]
 
 
 def main() -> None:

@@ -33,9 +33,7 @@ class Paired:
 def pair_frames(rows: list[np.ndarray], label_rate: float, manifest: Manifest,
                 alignments: dict[str, list[str]]) -> Paired:
     """Frame-by-frame (phone, unit) pairs of every utterance present on both sides."""
-    ratio = ALIGNMENT_RATE / label_rate
-    if ratio < 1 or not float(ratio).is_integer():
-        raise ValueError(f"label rate {label_rate} Hz must divide {ALIGNMENT_RATE} Hz")
+    ratio = _label_ratio(label_rate)
     vocabulary: dict[str, int] = {}
     phones, units, missing = [], [], []
     uids = set()
@@ -45,15 +43,9 @@ def pair_frames(rows: list[np.ndarray], label_rate: float, manifest: Manifest,
         if uid not in alignments:
             missing.append(uid)
             continue
-        up = np.repeat(np.asarray(row), int(ratio))
-        aligned = alignments[uid]
-        if abs(len(up) - len(aligned)) > LENGTH_SLACK * ratio:
-            raise ValueError(f"utterance {uid}: {len(row)} labels at {label_rate:g} Hz = {len(up)} frames, "
-                             f"but its alignment has {len(aligned)} frames at {ALIGNMENT_RATE} Hz; "
-                             "check the label rate and that both come from the same audio")
-        n = min(len(up), len(aligned))
-        phones.append(np.array([vocabulary.setdefault(p, len(vocabulary)) for p in aligned[:n]]))
-        units.append(up[:n])
+        aligned, up = utterance_pairs(row, label_rate, ratio, uid, alignments[uid])
+        phones.append(np.array([vocabulary.setdefault(p, len(vocabulary)) for p in aligned]))
+        units.append(up)
     extra = sum(1 for uid in alignments if uid not in uids)
     return Paired(np.concatenate(phones) if phones else np.zeros(0, int),
                   np.concatenate(units) if units else np.zeros(0, int),
@@ -78,6 +70,42 @@ def check_alignment_lengths(manifest: Manifest, alignments: dict[str, list[str]]
                              f"{ALIGNMENT_RATE} Hz, but its audio ({manifest.sizes[i]} samples) has {frames}; "
                              "these alignments belong to other audio: give the alignments of this audio")
     return aligned
+def _label_ratio(label_rate: float) -> int:
+    """Alignment frames per label (1 for 100 Hz labels, 2 for 50 Hz)."""
+    ratio = ALIGNMENT_RATE / label_rate
+    if ratio < 1 or not float(ratio).is_integer():
+        raise ValueError(f"label rate {label_rate} Hz must divide {ALIGNMENT_RATE} Hz")
+    return int(ratio)
+
+
+def utterance_pairs(row: np.ndarray, label_rate: float, ratio: int, uid: str,
+                    aligned: list[str]) -> tuple[list[str], np.ndarray]:
+    """One utterance's (phones, units) at ALIGNMENT_RATE: each label repeated `ratio` times, both
+    trimmed to the shorter; a length difference beyond LENGTH_SLACK labels is an error."""
+    up = np.repeat(np.asarray(row), ratio)
+    if abs(len(up) - len(aligned)) > LENGTH_SLACK * ratio:
+        raise ValueError(f"utterance {uid}: {len(row)} labels at {label_rate:g} Hz = {len(up)} frames, "
+                         f"but its alignment has {len(aligned)} frames at {ALIGNMENT_RATE} Hz; "
+                         "check the label rate and that both come from the same audio")
+    n = min(len(up), len(aligned))
+    return aligned[:n], up[:n]
+
+
+def utterance_counts(rows: list[np.ndarray], label_rate: float, manifest: Manifest,
+                     alignments: dict[str, list[str]], phone_names: list[str], num_units: int):
+    """(utterances, phones * units) sparse joint frame counts, one row per utterance of `manifest`
+    (every one aligned), phone p and unit u at column p * num_units + u."""
+    from scipy.sparse import csr_matrix
+
+    ratio, index = _label_ratio(label_rate), {name: k for k, name in enumerate(phone_names)}
+    codes, owners = [], []
+    for i, row in enumerate(rows):
+        uid = manifest.utterance_id(i)
+        aligned, up = utterance_pairs(row, label_rate, ratio, uid, alignments[uid])
+        codes.append(np.array([index[p] for p in aligned], dtype=np.int64) * num_units + up)
+        owners.append(np.full(len(up), i, dtype=np.int64))
+    codes, owners = (np.concatenate(x) if x else np.zeros(0, np.int64) for x in (codes, owners))
+    return csr_matrix((np.ones(len(codes)), (owners, codes)), shape=(len(rows), len(phone_names) * num_units))
 
 
 def joint_counts(phones: np.ndarray, units: np.ndarray, num_phones: int, num_units: int) -> np.ndarray:

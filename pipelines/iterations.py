@@ -28,16 +28,27 @@ def build_stages(config: PipelineConfig) -> list[Stage]:
     stages = [data_stage(config)]
     for number, it in ((1, config.iteration1), (2, config.iteration2)):
         stages += iteration_stages(config, number, it)
-    alignments = {"alignments": content_source(config.alignments)}
-    scanned = ("it1-scan", "it2-scan") if scans(config) else ()
     built_in = not config.audio_dir and not config.export.transcripts
     transcripts = Source(None, lambda: "built-in corpus") if built_in else content_source(config.export.transcripts)
     return stages + [
         Stage("export", export_models, ExportSettings(config.export.labels, built_in), reads=("it2-train", "data"),
               sources={"transcripts": transcripts}, keep=True),
-        Stage("quality", write_quality, QualitySettings(bool(scanned), _teacher_name(config)),
-              reads=("it1-labels", "it2-labels", *scanned, "data"), hash_reads=("it1-labels", "it2-labels", *scanned),
-              sources=alignments)]
+        quality_stage(config)]
+
+
+def quality_stage(config: PipelineConfig) -> Stage:
+    """Both teachers' reports, and every row (the iteration-1 teacher's features, each model at its
+    layer chosen on valid) measured with the scans' budget."""
+    scanned = ("it1-scan", "it2-scan") if scans(config) else ()
+    models = ("it1-train", "it2-train") if scanned else ()
+    one = config.iteration1
+    teacher_layer = int(one.layer) if one.features == "layer" else 0
+    settings = QualitySettings(config.scan_units, config.seed, config.speaker_folder, teacher_layer,
+                               bool(scanned), config.device)
+    sources = {"alignments": content_source(config.alignments), "speakers": content_source(config.speakers),
+               "teacher_hf": content_source(one.teacher_hf if teacher_layer else "")}
+    return Stage("quality", write_quality, settings, reads=("data", "it1-labels", "it2-labels", *scanned, *models),
+                 sources=sources)
 
 
 def data_stage(config: PipelineConfig) -> Stage:
@@ -82,7 +93,3 @@ def iteration_stages(config: PipelineConfig, number: int, it: IterationSettings)
             number, config.scan_units, config.scan_checkpoints, config.seed, config.device),
                             reads=("data", f"{name}-train"), sources={"alignments": content_source(config.alignments)}))
     return stages
-
-
-def _teacher_name(config: PipelineConfig) -> str:
-    return "MFCC" if config.iteration1.features == "mfcc" else "Hugging Face layer"

@@ -23,11 +23,10 @@ from clustering.audio_folder import REJECTED
 from clustering.labels import LABEL_INFO
 from clustering.quality_report import QUALITY_JSON, REPORT
 from clustering.scan_journal import JOURNAL_NAME
-from clustering.synthetic.corpus import AUDIO_FOLDER, TRANSCRIPTS, alignment_file
+from clustering.synthetic.corpus import AUDIO_FOLDER, SPEAKERS, TRANSCRIPTS, alignment_file
 from pretrain.run_files import BEST, CHECKPOINTS, TRAIN_LOG
 
 from .fingerprint import CACHE_NAME
-from .headline import HEADLINE
 from .workdir import LOCK, ORDER, SUPERSEDED
 
 SPLITS = ("train", "valid", "test")  # test only when the data stage made one (test_percent > 0)
@@ -111,6 +110,10 @@ class WorkLayout:
     def corpus_transcripts(self) -> Path:
         return self.stage("data") / TRANSCRIPTS
 
+    def corpus_speakers(self) -> Path:
+        """The built-in corpus's speaker of each utterance (its espeak voice)."""
+        return self.stage("data") / SPEAKERS
+
     # an iteration's teacher and model
     def features(self, iteration: int) -> Path:
         return self.stage(f"it{iteration}-features")
@@ -153,8 +156,9 @@ class WorkLayout:
         """quality/report.md: MFCC teacher vs iteration 1 vs iteration 2."""
         return self.quality() / REPORT
 
-    def headline(self) -> Path:
-        return self.quality() / HEADLINE
+    def quality_record(self) -> Path:
+        """quality/quality.json: the report's rows, intervals, answers per measure and curves."""
+        return self.quality() / QUALITY_JSON
 
     def teacher_quality(self, iteration: int) -> Path:
         """quality/itN/quality.json: the iteration's teacher, and its model's layer scan."""

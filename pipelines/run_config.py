@@ -103,6 +103,8 @@ class PipelineConfig:
     test_percent: float = 0.0  # a second held-out split, data/test.tsv: layers are chosen on valid, reported on test
     seed: int = 0
     alignments: str = ""  # fairseq frame-level phone alignments (tsv at 100 Hz) for PNMI, optional
+    speakers: str = ""  # uid<TAB>speaker file for ABX within/across speaker (the built-in corpus has its own)
+    speaker_folder: int = 0  # or: the N-th folder of each audio path names its speaker (LibriSpeech: 1)
     jobs: int = 0  # CPU processes for features and labels; 0 = all cores
     iteration1: IterationSettings = field(default_factory=IterationSettings)
     iteration2: IterationSettings = field(
@@ -116,8 +118,8 @@ class PipelineConfig:
     kmeans_float16: bool = False  # hold the k-means sample as float16 (half the RAM)
 
     def __post_init__(self):
-        self.work_dir, self.audio_dir, self.alignments = map(expand_path, (self.work_dir, self.audio_dir,
-                                                                            self.alignments))
+        self.work_dir, self.audio_dir, self.alignments, self.speakers = map(expand_path, (
+            self.work_dir, self.audio_dir, self.alignments, self.speakers))
         fraction(self, "valid_percent", zero_ok=True)
         fraction(self, "test_percent", zero_ok=True)
         if self.valid_percent + self.test_percent >= 1:
@@ -127,6 +129,7 @@ class PipelineConfig:
         one_of(self, "device", DEVICES)
         at_least(self, "kmeans_sample_gib", 0)
         at_least(self, "scan_units", 2)
+        at_least(self, "speaker_folder", 0)
 
 
 def expand_path(value: str) -> str:
@@ -285,7 +288,8 @@ def _check_paths(config: PipelineConfig) -> None:
     inputs = {}
     if config.audio_dir:
         inputs["audio_dir"] = _existing_folder("audio_dir", config.audio_dir)
-    for key, value in (("alignments", config.alignments), ("export.transcripts", config.export.transcripts)):
+    for key, value in (("alignments", config.alignments), ("export.transcripts", config.export.transcripts),
+                       ("speakers", config.speakers)):
         path = Path(value).expanduser()
         if value and not path.exists():
             raise SettingError(f"{key}: {path} does not exist")

@@ -1,12 +1,16 @@
 """The layer scans (it1-scan, it2-scan): PNMI of every layer of an iteration's model.
 
-Each layer gets a k-means with `scan_units` units fitted on train utterances, scored on
-the valid split (where a layer is chosen: iteration 2's teacher when its layer is "auto")
-and on the test split when there is one (where it is reported, so the choice flatters
-nothing). Every kept checkpoint is scanned with `scan_checkpoints`, else the newest.
+Each layer is a row measured by `clustering.row_quality.measure_row`, the function the report
+measures every row with: k-means with `scan_units` units on the budget's seconds of train
+audio (the same utterances for every layer, checkpoint and row), scored on every aligned
+utterance of the valid split (where a layer is chosen: iteration 2's teacher when its layer is
+"auto", and the report's row) and of the test split when there is one (where the report is
+scored, so the choice flatters nothing). Every kept checkpoint is scanned with
+`scan_checkpoints`, else the newest; one model pass gives every layer.
 
 scan.json:
   {"model": "it1", "units": 100, "utterances": {"valid": 40, "test": 40},
+   "kmeans": {"utterances": 80, "seconds": 600.1, "frames": 30005, ...},
    "by_update": {"3000": {"valid": {"1": 0.31, ...}, "test": {...}}, ...},
    "chosen": {"update": 3000, "layer": 4, "valid": 0.41, "test": 0.40}}
 "chosen" is the newest checkpoint's (the one iteration 2 learns from) best layer on valid.
@@ -18,8 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from clustering.alignments import load_alignments
-from clustering.layer_pnmi import pnmi_per_layer
+from clustering.audio import FRAME_RATE
 from clustering.manifest import Manifest, read_manifest
+from clustering.quality_budget import QualityBudget
+from clustering.row_features import layer_rows
+from clustering.row_quality import QualityData, measure_row, quality_data
 from clustering.text_files import read_json
 from pretrain.typed_settings import DERIVED, RUN_ONLY
 
@@ -77,6 +84,12 @@ def split_alignments(inputs: WorkLayout, manifests: dict[str, Manifest]) -> dict
     return found
 
 
+def budget(settings) -> QualityBudget:
+    """The quality budget of a run (ScanSettings or QualitySettings): `units` units and the run's seed,
+    the rest as QualityBudget's; the scans and the report measure every row with it."""
+    return QualityBudget(num_units=settings.units, seed=settings.seed)
+
+
 def scan_layers(inputs: WorkLayout, out: Path, settings: ScanSettings) -> None:
     """Scan the iteration's checkpoints into scan.json (see the module docstring)."""
     from pretrain.checkpoint import checkpoint_paths, checkpoint_update, latest_path
@@ -86,37 +99,41 @@ def scan_layers(inputs: WorkLayout, out: Path, settings: ScanSettings) -> None:
     if not manifests:
         raise ValueError(f"{inputs.manifest('valid').parent}: the layer scan needs held-out utterances; set "
                          "valid_percent above 0")
-    alignments = split_alignments(inputs, manifests)
+    measured = quality_data(read_manifest(inputs.manifest("train")), manifests,
+                            split_alignments(inputs, manifests), None, budget(settings))
     paths = checkpoint_paths(checkpoints) if settings.checkpoints else [latest_path(checkpoints)]
     if not paths or paths[-1] is None:
         raise FileNotFoundError(f"{checkpoints}: no checkpoint to scan")
-    fit = read_manifest(inputs.manifest("train"))
-    by_update = {checkpoint_update(path): _scan_checkpoint(path, fit, manifests, alignments, settings)
-                 for path in paths}
+    by_update, kmeans = {}, None
+    for path in paths:
+        by_update[checkpoint_update(path)], kmeans = scan_checkpoint(path, measured, settings, f"it{number}")
     newest = max(by_update)
     valid = by_update[newest]["valid"]
     layer = max(valid, key=valid.get)
     chosen = {"update": newest, "layer": layer,
               **{split: scores[layer] for split, scores in by_update[newest].items()}}
     result = {"model": f"it{number}", "units": settings.units,
-              "utterances": {split: len(m) for split, m in manifests.items()},
-              "by_update": by_update, "chosen": chosen}
+              "utterances": {split: len(s.manifest) for split, s in measured.splits.items()},
+              "kmeans": kmeans, "by_update": by_update, "chosen": chosen}
     inputs.scan(number).write_text(json.dumps(result, indent=2) + "\n")
     print(f"[it{number}-scan] layer {layer} of update {newest} scores best on valid: PNMI {chosen['valid']:.3f}"
           + (f" (test {chosen['test']:.3f})" if "test" in chosen else ""))
 
 
-def _scan_checkpoint(path: Path, fit: Manifest, manifests: dict[str, Manifest], alignments: dict,
-                     settings: ScanSettings) -> dict[str, dict[int, float]]:
-    """{split: {layer: PNMI}} of one checkpoint, on the GPU when present (device "auto")."""
+def scan_checkpoint(path: Path, measured: QualityData, settings: ScanSettings,
+                     model: str) -> tuple[dict[str, dict[int, float]], dict]:
+    """({split: {layer: PNMI}}, what each layer's k-means saw) of one checkpoint, on the GPU when
+    present (device "auto")."""
     from pretrain.layer_features import LayerFeatures
     from pretrain.model_io import load_encoder
 
     encoder = load_encoder(path)
     features = LayerFeatures(encoder, 1, device=settings.device)
     layers = list(range(1, encoder.config.num_hidden_layers + 1))
-    return pnmi_per_layer(fit, manifests, alignments, features.layers, layers, num_units=settings.units,
-                          seed=settings.seed)
+    rows = layer_rows(model, features.layers, layers, FRAME_RATE, measured.fit, measured.report_manifests())
+    scores = {layer: measure_row(row, measured, full=False) for layer, row in rows.items()}
+    per_split = {split: {layer: s.splits[split].pnmi for layer, s in scores.items()} for split in measured.splits}
+    return per_split, {k: v for k, v in scores[layers[0]].kmeans.items() if k != "inertia"}
 
 
 def read_scan(path: Path) -> dict | None:

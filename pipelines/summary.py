@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from clustering.row_report import LABELS, headline_table
+
 from .layout import WorkLayout
 from .stages import DONE, describe_extension, read_record
 
@@ -59,17 +61,20 @@ def _training_lines(layout: WorkLayout, number: int) -> list[str]:
 
 
 def _headline_lines(layout: WorkLayout) -> list[str]:
-    """The run's answer (quality/headline.json): the MFCC teacher and both models on the report
-    split, each model's layer chosen on valid, and the chosen layer over training."""
-    path = layout.headline()
+    """The run's answer (quality/quality.json): the table of rows on the report split (each model at
+    its layer chosen on valid), the answer per measure, and the chosen layer over training."""
+    path = layout.quality_record()
     if not path.exists():
         return []
     result = json.loads(path.read_text())
-    figures = [f"{row['name']}" + (f" (layer {row['layer']})" if "layer" in row else "") + f" {row['pnmi']:.3f}"
-               for row in result["rows"]]
-    verdict = ("yes" if result["rising"] else "no") if len(figures) == 3 else "no layer scans"
-    lines = [f"PNMI on {result['split']}, layers chosen on valid: " + ", ".join(figures),
-             f"iteration 2 > iteration 1 > teacher: {verdict} (report: {layout.report()})"]
+    lines = [f"on {result['split']} ({result['utterances']} utterances), layers chosen on valid:"]
+    lines += ["  " + line for line in headline_table(result)]
+    if result["rises"]:
+        question = " > ".join(row["name"] for row in reversed(result["headline"]))
+        answers = ", ".join(f"{LABELS[m]} {a}" for m, a in result["rises"].items() if a is not None)
+        lines.append(f"{question}? {answers} (report: {layout.report()})")
+    else:
+        lines.append(f"no model rows: the layer scans did not run (report: {layout.report()})")
     for model, points in result["curves"].items():
         if len(points) > 1:
             lines.append(f"  {model} over training (update: layer, PNMI): "

@@ -25,6 +25,7 @@ import torch
 
 from clustering.audio import SAMPLE_RATE, AudioError, load_listed_audio, receptive_field
 from clustering.features import FeatureError, check_audio_length
+from clustering.threads import torch_threads
 from clustering.manifest import Manifest
 
 from .model import HubertEncoder, normalize_waveform
@@ -335,7 +336,7 @@ class LayerFeatures:
         """torch's CPU threads set to `cpu_threads` while computing on the CPU, then restored."""
         if self.device.type != "cpu" or not self.cpu_threads:
             return contextlib.nullcontext()
-        return _torch_threads(self.cpu_threads)
+        return torch_threads(self.cpu_threads)
 
 
 def _cuda_loader_workers() -> int:
@@ -343,16 +344,6 @@ def _cuda_loader_workers() -> int:
     workers per machine) less one for the model's own process, at most CUDA_LOADER_WORKERS."""
     share = (os.cpu_count() or 2) // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     return max(1, min(CUDA_LOADER_WORKERS, share - 1))
-
-
-@contextlib.contextmanager
-def _torch_threads(count: int):
-    before = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 class _Pending:

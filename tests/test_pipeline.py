@@ -112,6 +112,23 @@ def test_end_to_end_run_exports_models_transformers_loads(finished, capsys):
     assert capsys.readouterr().out.count(" done") == 13  # with it1-scan and it2-scan
 
 
+def test_the_reports_mfcc_row_is_what_hubert_quality_measures(finished, tmp_path):
+    """The quality stage and `hubert quality --features mfcc` are one function on the same inputs;
+    every row's k-means saw the same train utterances and seconds."""
+    data = finished / "data"
+    assert main(["quality", "--features", "mfcc", "--manifest", str(data / "valid.tsv"),
+                 "--fit-manifest", str(data / "train.tsv"), "--alignments", str(data / "valid.phn.tsv"),
+                 "--fit-alignments", str(data / "train.phn.tsv"), "--speakers", str(data / "speakers.tsv"),
+                 "--num-units", "20", "--out", str(tmp_path / "q")]) == 0
+    alone = json.loads((tmp_path / "q" / "quality.json").read_text())
+    run = json.loads((finished / "quality" / "quality.json").read_text())
+    assert run["split"] == alone["split"] == "valid" and alone["headline"] == run["headline"][:1]
+    assert (tmp_path / "q" / "abx" / "valid.item").read_text() == (finished / "quality" / "abx" / "valid.item").read_text()
+    kmeans = [row["kmeans"] for row in run["headline"]]
+    assert len(kmeans) == 3 and all(k["seconds"] == kmeans[0]["seconds"] > 0 for k in kmeans)
+    assert kmeans[0]["frames"] > kmeans[1]["frames"] == kmeans[2]["frames"]  # MFCC 100 Hz, layers 50 Hz
+
+
 def test_rerun_after_completion_does_nothing(finished):
     config = load_config(ROOT / "pipelines" / "configs" / "demo.toml", overrides(finished))
     assert run_stages(build_stages(config), finished, log=lambda m: None) == []

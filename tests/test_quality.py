@@ -111,13 +111,16 @@ def test_report_on_the_builtin_corpus_with_an_mfcc_teacher(tmp_path):
         assert (tmp_path / "q" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_pnmi_per_layer_ranks_an_informative_layer_above_a_noise_layer(tmp_path):
+def test_each_layer_measured_as_a_row_ranks_an_informative_layer_above_a_noise_layer(tmp_path):
     """Stand-in encoder: layer 1 is the spectral peak of each 20 ms frame (which names the tone,
-    i.e. the 'phone'), layer 2 is noise. k-means is fitted on train and scored on valid."""
+    i.e. the 'phone'), layer 2 is noise. One pass gives both layers; each is a row whose k-means is
+    fitted on train and scored on two held-out sets, as the layer scans do."""
     from clustering.audio import CONV_STRIDE, num_model_frames
     from clustering.labels import read_labels
-    from clustering.layer_pnmi import pnmi_per_layer
     from clustering.manifest import read_manifest
+    from clustering.quality_budget import QualityBudget
+    from clustering.row_features import layer_rows
+    from clustering.row_quality import measure_row, quality_data
     from tone_corpus import make_tone_corpus
 
     root, labels = make_tone_corpus(tmp_path, num_units=6, utterances=(12, 12))
@@ -133,6 +136,31 @@ def test_pnmi_per_layer_ranks_an_informative_layer_above_a_noise_layer(tmp_path)
                 2: rng.standard_normal((frames, 8)).astype(np.float32)}
 
     halves = {"first": valid.subset(np.arange(0, 12, 2)), "second": valid.subset(np.arange(1, 12, 2))}
-    scores = pnmi_per_layer(read_manifest(root / "train.tsv"), halves, alignments, stand_in, [1, 2], num_units=12)
+    data = quality_data(read_manifest(root / "train.tsv"), halves, alignments, None, QualityBudget(num_units=12))
+    rows = layer_rows("stand-in", stand_in, [1, 2], 50, data.fit, data.report_manifests())
+    scores = {layer: measure_row(row, data, full=False) for layer, row in rows.items()}
     for name in halves:  # one k-means per layer, scored on each held-out set
-        assert scores[name][1] > 0.9 and scores[name][2] < 0.1, scores
+        assert scores[1].splits[name].pnmi > 0.9 and scores[2].splits[name].pnmi < 0.1
+    assert scores[1].kmeans["seconds"] == scores[2].kmeans["seconds"] == round(data.fit_seconds, 2)
+
+
+def test_hubert_quality_on_features_names_what_is_missing(tiny_manifest, tmp_path, capsys):
+    from test_bad_input import cli_error
+
+    manifest = str(tmp_path / "train.tsv")
+    base = ["quality", "--manifest", manifest, "--out", str(tmp_path / "q")]
+    assert cli_error(base + ["--features", "mfcc", "--alignments", manifest], capsys).startswith(
+        "--fit-manifest is needed with --features or --model")
+    assert cli_error(base + ["--model", "m.pt", "--fit-manifest", manifest, "--alignments", manifest],
+                     capsys) == "--model needs --layer N (1-based), e.g. --layer 6"
+
+
+def test_speakers_come_from_a_file_or_a_folder_level(tmp_path):
+    from clustering.speakers import find_speakers
+
+    (tmp_path / "spk.tsv").write_text("uid\tspeaker\n84/121/84-121-0000\tanna\n")
+    assert find_speakers(["84/121/84-121-0000"], tmp_path / "spk.tsv") == {"84/121/84-121-0000": "anna"}
+    assert find_speakers(["84/121/84-121-0000"], folder_level=1) == {"84/121/84-121-0000": "84"}
+    assert find_speakers(["84/121/84-121-0000"]) is None
+    with pytest.raises(ValueError, match="utterance x: no folder at level 1"):
+        find_speakers(["x"], folder_level=1)

@@ -46,31 +46,42 @@ def test_iteration_two_learns_from_the_layer_the_scan_chose_on_valid(reproduced)
 
 
 def test_report_answers_in_its_first_lines_on_the_test_split(reproduced):
-    headline = json.loads((reproduced / "quality" / "headline.json").read_text())
-    mfcc, one, two = (row["pnmi"] for row in headline["rows"])
-    assert headline["split"] == "test" and headline["rising"] == (mfcc < one < two)
-    it1 = json.loads((reproduced / "quality" / "it1" / "quality.json").read_text())
+    quality = json.loads((reproduced / "quality" / "quality.json").read_text())
+    rows = quality["headline"]
+    assert quality["split"] == "test" and [row["name"] for row in rows] == ["MFCC", "iteration-1 model",
+                                                                           "iteration-2 model"]
     scan = json.loads((reproduced / "it1-scan" / "scan.json").read_text())
-    assert mfcc == it1["phones"]["pnmi"] and one == scan["chosen"]["test"]
-    assert all(row["units"] == 100 for row in headline["rows"])
+    assert rows[1]["layer"] == scan["chosen"]["layer"] and rows[1]["update"] == scan["chosen"]["update"]
+    assert rows[1]["pnmi"] == pytest.approx(scan["chosen"]["test"])  # the scan measures rows as the report does
+    for row in rows:  # the shrunk test split (a few utterances) is too small for any interval
+        assert row["utterances"]["pnmi"] == quality["utterances"] < 10 and row["pnmi_ci"] == [None, None]
+        assert 0 <= row["abx_within"] <= 1 and 0 <= row["per"]
+        assert row["abx_across"] is not None  # the built-in corpus knows its speakers
+        assert row["kmeans"]["units"] == 100 and row["kmeans"]["seconds"] == rows[0]["kmeans"]["seconds"]
+    assert rows[0]["kmeans"]["frames"] > rows[1]["kmeans"]["frames"] == rows[2]["kmeans"]["frames"]  # 100 vs 50 Hz
+    assert quality["rises"] == dict.fromkeys(("pnmi", "abx_within", "abx_across", "per"), "not distinguishable")
+    for step in quality["differences"]:
+        low, high = step["pnmi"]["ci"]
+        assert step["pnmi"]["verdict"] != "rises" or low > 0
     lines = (reproduced / "quality" / "report.md").read_text().splitlines()
     assert "test split" in lines[0]
-    assert [line.split(" | ")[0] for line in lines[4:7]] == ["| MFCC teacher", "| iteration-1 model",
-                                                             "| iteration-2 model"]
-    assert f"{one:.3f}" in lines[5] and f"{two:.3f}" in lines[6]
-    assert ("**yes**" if headline["rising"] else "**no**") in lines[8]
-    assert [p["update"] for p in headline["curves"]["it2"]] == [10, 20]
+    assert [line.split(" | ")[0] for line in lines[4:7]] == ["| MFCC", "| iteration-1 model", "| iteration-2 model"]
+    assert f"{rows[1]['pnmi']:.3f}" in lines[5] and f"{rows[2]['pnmi']:.3f}" in lines[6]
+    assert f"**{quality['rises']['pnmi']}**" in lines[8]
+    assert [p["update"] for p in quality["curves"]["it2"]] == [10, 20]
     assert (reproduced / "quality" / "pnmi_over_training.png").read_bytes()[:4] == b"\x89PNG"
+    items = (reproduced / "quality" / quality["abx"]["item_file"]).read_text().splitlines()
+    assert quality["abx"]["item_file"] == "abx/test.item" and len(items) == quality["abx"]["items"] + 1
+    assert items[0] == "#file onset offset #phone prev-phone next-phone speaker"
 
 
-def test_the_runs_summary_prints_the_same_answer(reproduced):
+def test_the_runs_summary_prints_the_same_table(reproduced):
     from pipelines.run_config import load_config
     from pipelines.summary import summary
 
     text = summary(reproduced)
-    headline = json.loads((reproduced / "quality" / "headline.json").read_text())
-    prefix = "PNMI on test, layers chosen on valid: "
-    line = next(line for line in text.splitlines() if line.startswith(prefix))
-    figures = [part.split()[-1] for part in line.removeprefix(prefix).split(", ")]
-    assert figures == [f"{row['pnmi']:.3f}" for row in headline["rows"]]
-    assert f"iteration 2 > iteration 1 > teacher: {'yes' if headline['rising'] else 'no'}" in text
+    report = (reproduced / "quality" / "report.md").read_text().splitlines()
+    quality = json.loads((reproduced / "quality" / "quality.json").read_text())
+    for line in report[2:7]:  # the table
+        assert "  " + line in text.splitlines()
+    assert f"PNMI {quality['rises']['pnmi']}" in text

@@ -5,6 +5,7 @@
   train.tsv, valid.tsv              fairseq manifests (and their arrays, SPLIT.tsv.arrays)
   train.phn.tsv, valid.phn.tsv      100 Hz frame-level phones, `uid<TAB>p1,p2,...`, manifest order
   transcripts.tsv                   `uid<TAB>text`
+  speakers.tsv                      `uid<TAB>speaker`: the espeak voice (language + variant)
   summary.json, summary.md          hours, utterances and phone inventory per language
 Same seed, same bytes (apart from the absolute root on the manifests' first line).
 """
@@ -36,6 +37,7 @@ _STRESS = re.compile("[ˈˌ',]")
 RENDER_ROUND = 32  # utterances synthesised per round
 AUDIO_FOLDER = "wav"  # out_dir/wav/<lang>/<uid>.wav
 TRANSCRIPTS = "transcripts.tsv"
+SPEAKERS = "speakers.tsv"  # uid<TAB>espeak voice: the speaker of each utterance, for ABX across speakers
 
 
 def alignment_file(folder: Path, split: str) -> Path:
@@ -212,6 +214,7 @@ def make_corpus(out_dir: str | Path, hours: float = 0.5, languages: tuple[str, .
         write_manifest_arrays(out / f"{split}.tsv")
         alignment_file(out, split).write_text("".join(line for _, _, line, _ in chosen))
     (out / TRANSCRIPTS).write_text("".join(f"{s.uid}\t{' | '.join(s.phrases)}\n" for s, *_ in made))
+    (out / SPEAKERS).write_text("".join(f"{s.uid}\t{s.voice}\n" for s, *_ in made))
     return _write_summary(out, summary)
 
 
