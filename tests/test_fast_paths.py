@@ -98,14 +98,44 @@ def test_fft_positional_conv_equals_the_grouped_convolution(dim, kernel, groups,
         assert (got - want).abs().max() <= 1e-5 * max(1.0, want.abs().max().item())
 
 
-def test_fft_lengths_are_5_smooth_and_long_enough():
+def test_fft_lengths_are_7_smooth_long_enough_and_four_per_octave():
+    sizes = set()
     for n in range(1, 3000, 7):
         size = fft_size(n)
         rest = size
-        for p in (2, 3, 5):
+        for p in (2, 3, 5, 7):
             while rest % p == 0:
                 rest //= p
         assert size >= n and rest == 1 and size < 1.25 * n + 2
+        if 512 < n <= 1024:
+            sizes.add(size)
+    assert sizes == {640, 768, 896, 1024}
+
+
+def test_compiled_positional_conv_traces_one_graph_per_octave_of_frames():
+    """torch.compile guards on the octave of the frame count only, not on each crop length."""
+    torch.manual_seed(0)
+    conv = PositionalConv(32, 16, 4)
+    conv.kernels = "fast"
+    graphs = []
+
+    def counting_backend(graph, inputs):
+        graphs.append(graph)
+        return graph.forward
+
+    torch._dynamo.reset()
+    compiled = torch.compile(conv, backend=counting_backend)
+    for frames in (130, 150, 170, 190, 210, 230):  # frames + 15 in (128, 256]: one octave
+        x = torch.randn(2, frames, 32)
+        conv.kernels = "reference"
+        want = conv(x)
+        conv.kernels = "fast"
+        assert (compiled(x) - want).abs().max() <= 1e-5
+    assert len(graphs) == 2  # the first length as a static graph, then one with the frames dynamic
+    for frames in (50, 400):  # two other octaves: one graph each
+        compiled(torch.randn(2, frames, 32))
+    assert len(graphs) == 4
+    torch._dynamo.reset()
 
 
 @pytest.mark.parametrize("norm", ["group", "layer"])
