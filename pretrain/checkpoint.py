@@ -81,6 +81,22 @@ class _WriteErrors:
         self.file.flush()
 
 
+def load_fused_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict) -> None:
+    """Load `saved` (an optimizer state dict) into a fused `optimizer`, whatever saved it.
+
+    torch moves `step` to the parameter's device only when the saved groups say fused or
+    capturable; a checkpoint from before fused AdamW says fused=None and holds `step` as a CPU
+    tensor (or, older still, a number), which the fused CUDA kernel must not be handed. So the
+    groups stay fused and every `step` becomes a float32 tensor on its parameter's device."""
+    optimizer.load_state_dict(saved)
+    for group in optimizer.param_groups:
+        group["fused"], group["foreach"] = True, None
+        for param in group["params"]:
+            state = optimizer.state.get(param, {})
+            if "step" in state:
+                state["step"] = torch.as_tensor(state["step"], dtype=torch.float32, device=param.device)
+
+
 def load_latest(directory: str | Path, log=print) -> dict | None:
     """The newest checkpoint in `directory` that loads, or None when there is none."""
     for path in reversed(checkpoint_paths(directory)):

@@ -35,7 +35,7 @@ from clustering.heap import return_freed_memory
 from clustering.manifest_arrays import open_manifest
 
 from .batch_plan import plan_batches
-from .checkpoint import checkpoint_paths, load_latest, save_best, save_checkpoint
+from .checkpoint import checkpoint_paths, load_fused_optimizer_state, load_latest, save_best, save_checkpoint
 from .run_files import CHECKPOINTS, TRAIN_LOG
 from .model_config import ENCODER_SHAPE, MaskConfig, ModelConfig
 from .labelled_audio import Batch, BatchLoader, LabelledAudio, PlannedBatches
@@ -287,9 +287,7 @@ class _Run:
                              f"max_updates={config.max_updates}; give max_updates above {state['update']} to "
                              "continue it, or train into another folder to start over")
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        for group in self.optimizer.param_groups:  # a checkpoint from before fused AdamW says fused=None
-            group["fused"], group["foreach"] = True, None
+        load_fused_optimizer_state(self.optimizer, state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
         self.update, self.epoch, self.position = state["update"], state["epoch"], state["position"]
         self.best = state["best_valid"]

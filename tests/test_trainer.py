@@ -1,4 +1,5 @@
 """Pretraining learns, resumes exactly after SIGKILL, matches across worker counts, survives faults."""
+import copy
 import json
 import math
 import os
@@ -13,6 +14,7 @@ import torch.multiprocessing as mp
 
 from clustering.labels import LabelError, write_labels, read_labels
 from pretrain import trainer as trainer_module
+from pretrain.checkpoint import load_fused_optimizer_state
 from pretrain.presets import model_preset
 from pretrain.labelled_audio import LabelledAudio
 from pretrain.presets import train_preset
@@ -197,6 +199,43 @@ def test_a_checkpoint_from_before_fused_adamw_resumes(corpus, tmp_path):
     result = train(root, [labels], tmp_path, model_preset("tiny"), quick(max_updates=4, save_every=2),
                    log=lambda m: None)
     assert result.update == 4
+
+
+def _adamw_steps(model, optimizer, count):
+    for index in range(count):
+        optimizer.zero_grad()
+        torch.manual_seed(index)
+        model(torch.randn(5, 4)).square().sum().backward()
+        optimizer.step()
+
+
+def test_pre_fused_optimizer_state_loads_its_steps_as_the_fused_kernel_needs_them():
+    """An unfused AdamW saved fused=None and `step` as CPU tensors (older torch: numbers): loaded,
+    every step is a float32 tensor on its parameter's device (the meta device stands in for a GPU),
+    and the fused optimizer continues exactly as the unfused one."""
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 3)
+    unfused = torch.optim.AdamW(model.parameters(), lr=0.1, fused=False, foreach=False)
+    _adamw_steps(model, unfused, 2)
+    saved = copy.deepcopy(unfused.state_dict())
+    saved["param_groups"][0]["fused"] = None
+    saved["state"][1]["step"] = 2  # a number, as older torch saved it
+    assert saved["state"][0]["step"].device.type == "cpu"
+    elsewhere = torch.nn.Linear(4, 3, device="meta")
+    fused = torch.optim.AdamW(elsewhere.parameters(), lr=0.1, fused=True)
+    load_fused_optimizer_state(fused, saved)
+    for param in elsewhere.parameters():
+        step = fused.state[param]["step"]
+        assert (step.device.type, step.dtype, step.shape) == ("meta", torch.float32, ())
+    assert all(group["fused"] for group in fused.param_groups)
+    twin = copy.deepcopy(model)
+    fused = torch.optim.AdamW(twin.parameters(), lr=0.1, fused=True)
+    load_fused_optimizer_state(fused, saved)
+    _adamw_steps(model, unfused, 1)
+    _adamw_steps(twin, fused, 1)
+    for mine, theirs in zip(twin.parameters(), model.parameters()):
+        assert (mine - theirs).abs().max().item() <= 1e-6
+        assert fused.state[mine]["step"].item() == 3.0
 
 
 def test_non_finite_loss_is_skipped_on_the_device_and_counted_at_the_log(corpus, tmp_path, monkeypatch):
