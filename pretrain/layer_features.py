@@ -323,14 +323,21 @@ class LayerFeatures:
         valid = (torch.arange(width)[None, :] < frames[:, None]).flatten().nonzero()[:, 0]
         with torch.inference_mode():
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-                out = self.encoder(wav.to(self.device, non_blocking=True), lengths.to(self.device),
-                                   normalize=False, num_layers=max(layers))
-            index = valid.to(self.device, non_blocking=True)
+                out = self.encoder(self._to_device(wav), self._to_device(lengths), normalize=False,
+                                   num_layers=max(layers))
+            index = self._to_device(valid)
             results = {}
             for layer in layers:
                 feats = out.layers[layer - 1].float().flatten(0, 1).index_select(0, index)
                 results[layer] = reduce(feats) if reduce is not None else feats
             return _Pending(results, frames)
+
+    def _to_device(self, host: torch.Tensor) -> torch.Tensor:
+        """A host tensor on the model's device without waiting for it: from pinned memory on CUDA
+        (the loader's batches come pinned; pinning a small tensor reuses a cached pinned block)."""
+        if self.device.type == "cuda" and not host.is_pinned():
+            host = host.pin_memory()
+        return host.to(self.device, non_blocking=True)
 
     def _threads(self):
         """torch's CPU threads set to `cpu_threads` while computing on the CPU, then restored."""
@@ -351,11 +358,11 @@ class _Pending:
 
     def __init__(self, results: dict[int, torch.Tensor], frames: torch.Tensor):
         self.frames, self.event = frames, None
-        if next(iter(results.values())).is_cuda:
+        device = next(iter(results.values())).device
+        if device.type == "cuda":
             results = {k: torch.empty(v.shape, dtype=v.dtype, pin_memory=True).copy_(v, non_blocking=True)
                        for k, v in results.items()}
-            self.event = torch.cuda.Event()
-            self.event.record()
+            self.event = recorded_event(device)
         self.results = results
 
     def wait(self) -> tuple[dict[int, np.ndarray], torch.Tensor]:
@@ -363,6 +370,15 @@ class _Pending:
         if self.event is not None:
             self.event.synchronize()
         return {k: v.numpy() for k, v in self.results.items()}, self.frames
+
+
+def recorded_event(device: torch.device) -> "torch.cuda.Event":
+    """A CUDA event recorded on `device`'s current stream, behind the copies queued there. Not the
+    current device's stream: a torchrun worker on cuda:N may never call `set_device`, and an event
+    on cuda:0 would not wait for cuda:N's copies."""
+    event = torch.cuda.Event()
+    event.record(torch.cuda.current_stream(device))
+    return event
 
 
 def _per_row(rows: tuple[Row, ...], pending: _Pending, layer: int) -> tuple[tuple[Row, ...], list[np.ndarray]]:

@@ -17,7 +17,7 @@ from clustering.feature_shards import FeatureShards
 from conftest import speechlike
 from pipelines.cli import main
 from pretrain.presets import model_preset
-from pretrain.layer_features import LayerFeatures, batches_for, plan_feature_batches
+from pretrain.layer_features import LayerFeatures, batches_for, plan_feature_batches, recorded_event
 from pretrain.model import HubertEncoder, HubertPretrain, normalize_waveform
 from pretrain.model_io import model_state
 
@@ -205,6 +205,38 @@ def test_auto_device_is_the_gpu_when_one_is_present():
     features = LayerFeatures(tiny_encoder(), 1)
     assert features.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
     assert features.bf16 == torch.cuda.is_available()
+
+
+def test_every_copy_to_the_model_device_is_non_blocking(corpus, monkeypatch):
+    """Audio, lengths and the valid-frame index go to the device without the host waiting for the
+    batch before (on CUDA from pinned memory)."""
+    copies = []
+    real_to = torch.Tensor.to
+
+    def spy(tensor, *args, **kwargs):
+        if args and isinstance(args[0], torch.device):
+            copies.append(kwargs.get("non_blocking", False))
+        return real_to(tensor, *args, **kwargs)
+
+    features = LayerFeatures(tiny_encoder(), 1, device="cpu", loader_workers=0)
+    monkeypatch.setattr(torch.Tensor, "to", spy)
+    list(features.stream(corpus))
+    assert len(copies) == 3 * len(features.plan(corpus)) and all(copies)
+
+
+def test_results_are_awaited_on_the_stream_of_the_models_device(monkeypatch):
+    """The read-back event is recorded on the model's device (cuda:3 here), not on the current
+    device a torchrun worker that never called set_device would have (cuda:0)."""
+    recorded = []
+
+    class Event:
+        def record(self, stream=None):
+            recorded.append(stream)
+
+    monkeypatch.setattr(torch.cuda, "Event", Event)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: f"current stream of {device}")
+    recorded_event(torch.device("cuda", 3))
+    assert recorded == ["current stream of cuda:3"]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
