@@ -1,20 +1,26 @@
 """Training throughput: the landed trainer (the "old path", a previous commit's pretrain/ and
-clustering/ extracted into benchmarks/out/) against this tree's, same data, same card, one run.
+clustering/, extracted beforehand into benchmarks/out/gpu-kit/) against this tree's, same data, same
+card, one run.
 
 For each preset and variant it prints seconds of audio fed to the model per second (after
-cropping), MFU (FLOP per audio-second derived from the preset, against 989 TFLOP/s dense bf16,
-the datasheet, and ~790, what a large bf16 matmul reaches on H100/H200), the data loader's share
-of wall time, and the share of wall time the GPU is busy (kernel intervals from torch.profiler
-over the last updates, hooked on `trainer.lr_at`, which the loop calls once per update).
-Every variant runs in its own process (the old one with the old tree first on sys.path).
+cropping), timed by wall clock over a measured window of updates that follows a warm-up window;
+MFU (FLOP per audio-second derived from the preset, against 989 TFLOP/s dense bf16, the datasheet,
+and ~790, what a large bf16 matmul reaches on H100/H200); the data loader's share of wall time; and
+the share of wall time the GPU is busy: kernel intervals from torch.profiler over a few updates
+profiled after the measured window, the trace parsed after training, so neither the profiler nor
+its parsing is timed. Every variant runs in its own process (the old one with the old tree first on
+sys.path).
 
-    .venv/bin/python benchmarks/bench_train.py --mode cpu          # short: tiny and small, fp32
+    .venv/bin/python benchmarks/bench_train.py --prepare-old        # here, with git: extract the old tree
+    .venv/bin/python benchmarks/bench_train.py --mode cpu           # short: tiny and small, fp32
     python3 benchmarks/bench_train.py --mode gpu                    # base and small, bf16, ~4.5 min
-    .venv/bin/python benchmarks/bench_train.py --prepare-old        # extract the old tree (needs git)
 
-The corpus is synthetic speech-like noise with lengths resembling LibriSpeech's (see
-`utterance_seconds`) and random 100 Hz labels: throughput does not depend on what is said, and
-it needs only numpy and soundfile, so it is made on the GPU machine in seconds.
+The GPU mode never runs git (a GPU machine given a copy of the tree has no .git): it reads the old
+tree from benchmarks/out/gpu-kit/ (carried there; benchmarks/prepare_gpu_kit.sh makes the folder)
+and says what to run when it is missing. The corpus is synthetic speech-like noise with lengths
+resembling LibriSpeech's (see `utterance_seconds`) and random 100 Hz labels: throughput does not
+depend on what is said. It is written with the standard library (no soundfile), in seconds, on the
+GPU machine; reading it back needs soundfile, installed there from the kit's wheels.
 """
 from __future__ import annotations
 
@@ -30,10 +36,13 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "benchmarks" / "out"
+sys.path.insert(0, str(ROOT))
+from benchmarks.data import GPU_KIT, OUT, write_wav  # noqa: E402
+
 OLD_REV = "da37152"  # the trainer as landed before issue 12 (host syncs, cuDNN kernels)
 PEAKS = {"datasheet": 989e12, "achievable": 790e12}  # H100/H200 dense bf16 FLOP/s
 SAMPLE_RATE = 16000
+PROFILED_UPDATES = 8  # at most; profiled after the measured window, one spare update either side
 # variant -> train settings; "old" runs the old tree with the same (old-known) settings
 VARIANTS = {
     "old": {},
@@ -61,9 +70,6 @@ def utterance_seconds(count: int, rng: np.random.Generator) -> np.ndarray:
 
 def make_corpus(folder: Path, hours: float, seed: int = 0) -> tuple[Path, Path]:
     """`hours` of speech-like noise (train.tsv) and random 100-unit labels at 100 Hz (labels/)."""
-    sys.path.insert(0, str(ROOT))
-    import soundfile as sf
-
     from clustering.labels import write_dictionary, write_labels
     from clustering.manifest import write_manifest
 
@@ -79,7 +85,7 @@ def make_corpus(folder: Path, hours: float, seed: int = 0) -> tuple[Path, Path]:
         samples = int(length * SAMPLE_RATE)
         noise = rng.standard_normal(samples + 16).astype(np.float32)
         audio = 0.1 * np.convolve(noise, np.hanning(16) / 8, mode="valid")[:samples]  # low-passed, speech-like
-        sf.write(folder / "wav" / f"u{index:05d}.wav", audio, SAMPLE_RATE, subtype="PCM_16")
+        write_wav(folder / "wav" / f"u{index:05d}.wav", audio, SAMPLE_RATE)
         entries.append((f"wav/u{index:05d}.wav", samples))
         rows.append(rng.integers(0, 100, round(samples * 100 / SAMPLE_RATE)))
     write_manifest(folder / "train.tsv", folder, entries)
@@ -91,9 +97,14 @@ def make_corpus(folder: Path, hours: float, seed: int = 0) -> tuple[Path, Path]:
     return folder, labels
 
 
+def old_tree_folder(rev: str) -> Path:
+    return GPU_KIT / f"old-{rev}"
+
+
 def prepare_old(rev: str) -> Path:
-    """The old tree's pretrain/ and clustering/ at `rev`, read with `git archive` (no git state changes)."""
-    folder = OUT / f"old-{rev}"
+    """The old tree's pretrain/ and clustering/ at `rev`, read with `git archive` (no git state
+    changes) into the GPU kit, where a machine without git finds it."""
+    folder = old_tree_folder(rev)
     if not (folder / "pretrain" / "trainer.py").exists():
         folder.mkdir(parents=True, exist_ok=True)
         archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "pretrain", "clustering"],
@@ -136,10 +147,11 @@ def fed_audio(sizes: list[int], config, crop_multiple: int) -> tuple[float, floa
 
 
 def run_variant(tree: Path, preset: str, updates: int, settings: dict, data: Path, labels: Path,
-                profile: bool, timeout: float) -> dict:
-    """One training run (warm-up window, then a measured window of `updates`) in its own process."""
+                profile: bool, timeout: float, work: Path = OUT) -> dict:
+    """One training run (warm-up window, then a measured window of `updates`, then the profiled
+    updates) in its own process, its run folder under `work` (removed after)."""
     spec = {"tree": str(tree), "preset": preset, "updates": updates, "settings": settings,
-            "data": str(data), "labels": str(labels), "out": str(OUT / f"bench-train-{preset}"), "profile": profile}
+            "data": str(data), "labels": str(labels), "out": str(work / f"bench-train-{preset}"), "profile": profile}
     try:
         done = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True,
                               text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}, timeout=timeout)
@@ -151,10 +163,10 @@ def run_variant(tree: Path, preset: str, updates: int, settings: dict, data: Pat
 
 
 def child(spec: dict) -> None:
-    """Runs in a fresh process with `spec["tree"]` first on sys.path (the old or the new code)."""
+    """Runs in a fresh process with `spec["tree"]` first on sys.path (the old or the new code):
+    a warm-up window of `updates`, the measured window of `updates`, then (with `profile`) a spare
+    update, the profiled updates and a spare update. Prints one JSON line."""
     sys.path.insert(0, spec["tree"])
-    import torch
-
     from pretrain import trainer
     from pretrain.train_config import apply_overrides
     try:
@@ -168,52 +180,70 @@ def child(spec: dict) -> None:
     if settings.pop("double_batch", False):
         settings["max_tokens"] = 2 * base.max_tokens
     updates = spec["updates"]
-    config = apply_overrides(base, {**settings, "max_updates": 2 * updates, "log_every": updates,
-                                    "valid_every": 10**9, "save_every": 10**9, "warmup_updates": 10**6})
-    busy = GpuBusy(updates, min(updates, 8)) if spec["profile"] and torch.cuda.is_available() else None
+    busy = DeviceBusy(2 * updates + 1, min(PROFILED_UPDATES, updates - 2)) if spec["profile"] else None
+    config = apply_overrides(base, {**settings, "max_updates": busy.last + 1 if busy else 2 * updates,
+                                    "log_every": updates, "valid_every": 10**9, "save_every": 10**9,
+                                    "warmup_updates": 10**6})
     if busy:
-        real = trainer.lr_at
-        trainer.lr_at = lambda update, c: (busy.step(), real(update, c))[1]
+        real = trainer.lr_at  # called once at the start of every update
+        trainer.lr_at = lambda update, c: (busy.at(update), real(update, c))[1]
     shutil.rmtree(spec["out"], ignore_errors=True)
     history = trainer.train(spec["data"], [spec["labels"]], spec["out"], model_preset(spec["preset"]), config,
                             log=lambda m: None).history
     shutil.rmtree(spec["out"], ignore_errors=True)
-    measured = [r for r in history if r["split"] == "train"][-1]
+    measured = next(r for r in history if r["split"] == "train" and r["update"] == 2 * updates)
     print(json.dumps({"audio_s_per_s": measured["audio_s_per_s"], "data_share": measured["data_share"],
-                      "gpu_busy": busy.share() if busy else None, "max_tokens": config.max_tokens}))
+                      "gpu_busy": busy.share() if busy else None, "max_tokens": config.max_tokens,
+                      "measured_updates": [updates, 2 * updates],
+                      "profiled_updates": [busy.first, busy.last] if busy else None,
+                      "busy_of": "GPU" if busy and busy.cuda else "CPU operators"}))
 
 
-class GpuBusy:
-    """Share of wall time with a kernel (or copy) running, over `active` updates after `skip`:
-    the union of the profiled device intervals over their span."""
+class DeviceBusy:
+    """Share of wall time the device has a kernel (or copy) running, over updates first..last - 1
+    (after the measured window): the union of the profiled intervals over their span. The profiler
+    starts and stops at update boundaries behind a synchronize, and its trace is parsed in
+    `share`, after training. On a machine without CUDA it profiles the CPU's operators instead."""
 
-    def __init__(self, skip: int, active: int):
+    def __init__(self, first: int, count: int):
         import torch
 
-        self.intervals = []
-        self.profiler = torch.profiler.profile(
-            activities=[torch.profiler.ProfilerActivity.CUDA], on_trace_ready=self._collect,
-            schedule=torch.profiler.schedule(wait=skip, warmup=1, active=active, repeat=1))
-        self.profiler.start()
+        self.first, self.last, self.profiler = first, first + max(count, 1), None
+        self.cuda = torch.cuda.is_available()
 
-    def step(self) -> None:
-        self.profiler.step()
+    def at(self, update: int) -> None:
+        """Called at the start of every update."""
+        import torch
 
-    def _collect(self, profiler) -> None:
-        from torch.autograd import DeviceType
-
-        self.intervals = sorted((e.time_range.start, e.time_range.end) for e in profiler.events()
-                                if e.device_type == DeviceType.CUDA)
+        if update in (self.first, self.last) and self.cuda:
+            torch.cuda.synchronize()
+        if update == self.first:
+            activity = torch.profiler.ProfilerActivity.CUDA if self.cuda else torch.profiler.ProfilerActivity.CPU
+            self.profiler = torch.profiler.profile(activities=[activity])
+            self.profiler.start()
+        elif update == self.last and self.profiler is not None:
+            self.profiler.stop()
 
     def share(self) -> float | None:
-        self.profiler.stop()
-        if not self.intervals:
+        from torch.autograd import DeviceType
+
+        kind = DeviceType.CUDA if self.cuda else DeviceType.CPU
+        if self.profiler is None:
             return None
-        busy, end = 0.0, self.intervals[0][0]
-        for start, stop in self.intervals:
-            busy += max(0.0, stop - max(start, end))
-            end = max(end, stop)
-        return busy / max(end - self.intervals[0][0], 1e-9)
+        return busy_share([(e.time_range.start, e.time_range.end) for e in self.profiler.events()
+                           if e.device_type == kind])
+
+
+def busy_share(intervals: list[tuple[float, float]]) -> float | None:
+    """The share of the span from the first start to the last end that some interval covers."""
+    if not intervals:
+        return None
+    intervals = sorted(intervals)
+    busy, end = 0.0, intervals[0][0]
+    for start, stop in intervals:
+        busy += max(0.0, stop - max(start, end))
+        end = max(end, stop)
+    return busy / max(end - intervals[0][0], 1e-9)
 
 
 def describe_presets(preset: str, sizes: list[int]) -> float:
@@ -243,8 +273,9 @@ def main() -> None:
     parser.add_argument("--updates", type=int, help="updates per window (default: the mode's per preset)")
     parser.add_argument("--hours", type=float, default=1.0, help="corpus size")
     parser.add_argument("--old-rev", default=OLD_REV)
-    parser.add_argument("--old-tree", type=Path, help="an extracted old tree (default: benchmarks/out/old-REV)")
-    parser.add_argument("--prepare-old", action="store_true", help="only extract the old tree")
+    parser.add_argument("--old-tree", type=Path, help="an extracted old tree (default: benchmarks/out/gpu-kit/old-REV)")
+    parser.add_argument("--prepare-old", action="store_true", help="only extract the old tree (needs git)")
+    parser.add_argument("--profile", action="store_true", help="the busy share in cpu mode too (always in gpu mode)")
     parser.add_argument("--budget", type=float, default=210.0,
                         help="seconds: no variant starts later, and each is stopped 45 s past it")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -261,13 +292,11 @@ def run_all(args, began: float) -> None:
     """Every variant of every preset, old and new first, within `args.budget` seconds."""
     import torch
 
-    old_tree = args.old_tree or OUT / f"old-{args.old_rev}"
-    if not (old_tree / "pretrain" / "trainer.py").exists():
-        old_tree = prepare_old(args.old_rev)
     mode = args.mode or ("gpu" if torch.cuda.is_available() else "cpu")
     presets, variants, updates, common = PLANS[mode]
     presets = args.presets.split(",") if args.presets else presets
     variants = [v.strip() for v in args.variants.split(";")] if args.variants else variants
+    old_tree = find_old_tree(args.old_tree, args.old_rev, mode) if "old" in variants else None
     data, labels = make_corpus(OUT / f"bench-corpus-{args.hours:g}h", args.hours)
     sizes = [int(line.split("\t")[1]) for line in (data / "train.tsv").read_text().splitlines()[1:]]
     device = torch.cuda.get_device_name() if mode == "gpu" else f"cpu ({torch.get_num_threads()} threads)"
@@ -282,8 +311,22 @@ def run_all(args, began: float) -> None:
                 print(f"  {preset:<5} {variant:<28} skipped: past the {args.budget:.0f} s budget")
                 continue
             result = run_variant(old_tree if variant == "old" else ROOT, preset, args.updates or updates[preset],
-                                 {**common, **VARIANTS[variant]}, data, labels, mode == "gpu", left + 45)
+                                 {**common, **VARIANTS[variant]}, data, labels, mode == "gpu" or args.profile,
+                                 left + 45)
             print_result(preset, variant, result, baseline, flops[preset] if mode == "gpu" else None)
+
+
+def find_old_tree(given: Path | None, rev: str, mode: str) -> Path:
+    """The extracted old tree: `given`, or the kit's; extracted with git in cpu mode only (a GPU
+    machine has a copy of the tree without .git)."""
+    folder = given or old_tree_folder(rev)
+    if (folder / "pretrain" / "trainer.py").exists():
+        return folder
+    if mode == "cpu" and given is None:
+        return prepare_old(rev)
+    raise SystemExit(f"no old tree at {folder}: run `bash benchmarks/prepare_gpu_kit.sh` (or `.venv/bin/python "
+                     f"benchmarks/bench_train.py --prepare-old`) where the repository's git history is, and "
+                     f"carry {GPU_KIT.relative_to(ROOT)} to this machine")
 
 
 def print_result(preset: str, variant: str, result: dict, baseline: dict, flops: float | None) -> None:
@@ -297,9 +340,12 @@ def print_result(preset: str, variant: str, result: dict, baseline: dict, flops:
     ratio = f"{speed / baseline[preset]:5.2f}x old" if preset in baseline else "   -     "
     mfu = (f"MFU {speed * flops / PEAKS['datasheet']:5.1%} (of ~790: {speed * flops / PEAKS['achievable']:5.1%})"
            if flops else "")
-    busy = f"GPU busy {result['gpu_busy']:.0%}" if result.get("gpu_busy") is not None else ""
-    print(f"  {preset:<5} {variant:<28} {speed:8.1f} s audio/s  {ratio}  data loader {result['data_share']:5.1%}  "
-          f"{mfu}  {busy}", flush=True)
+    busy = (f"{result['busy_of']} busy {result['gpu_busy']:.0%} (updates {result['profiled_updates'][0] + 1}-"
+            f"{result['profiled_updates'][1]} profiled)" if result.get("gpu_busy") is not None else "")
+    first, last = result["measured_updates"]
+    print(f"  {preset:<5} {variant:<28} {speed:8.1f} s audio/s (updates {first + 1}-{last} timed)  {ratio}  "
+          f"data loader {result['data_share']:5.1%}  {mfu}  {busy}", flush=True)
+
 
 if __name__ == "__main__":
     main()

@@ -1,11 +1,27 @@
-"""Benchmark data: the built-in corpus (made once under benchmarks/out/) and its MFCC frames."""
+"""Benchmark data: the built-in corpus (made once under benchmarks/out/) and its MFCC frames; WAV
+files written without soundfile; the folder a GPU machine gets carried."""
 from __future__ import annotations
 
+import wave
 from pathlib import Path
 
 import numpy as np
 
 OUT = Path(__file__).resolve().parent / "out"
+# What a GPU machine with no git and no network is given (benchmarks/prepare_gpu_kit.sh makes it):
+# wheels/ (the packages its image lacks) and old-REV/ (the old tree bench_train.py compares with).
+GPU_KIT = OUT / "gpu-kit"
+
+
+def write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> None:
+    """(samples,) float in [-1, 1] -> a 16-bit PCM mono WAV file, with the standard library only
+    (a bare GPU image lacks soundfile when the corpus is made)."""
+    pcm = np.clip(np.round(np.asarray(audio) * 32767), -32768, 32767).astype("<i2")
+    with wave.open(str(path), "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(sample_rate)
+        f.writeframes(pcm.tobytes())
 
 
 def corpus(hours: float) -> Path:
