@@ -86,6 +86,19 @@ def measure(which: str, batch: int, seconds: float, steps: int, device: str, dty
     return {"seconds": min(times), "peak_gib": peak}
 
 
+def kernel_parts(encoder, batch: int, seconds: float, device: str) -> dict:
+    """The parts of `encoder` with fast and reference kernels, each with an input of `batch` x
+    `seconds`: name -> (module, run), run(module) -> its output. The CNN (wav (B, S) -> (B, C, T))
+    and the positional conv (hidden (B, T, D) -> (B, T, D))."""
+    import torch
+
+    wav = torch.randn(batch, int(seconds * 16000), device=device)
+    hidden = torch.randn(batch, int(seconds * 50) - 1, encoder.config.hidden_size, device=device,
+                         requires_grad=True)
+    return {"cnn": (encoder.feature_extractor, lambda m: m(wav)[0]),
+            "positional conv": (encoder.encoder.pos_conv_embed, lambda m: m(hidden))}
+
+
 def measure_parts(batch: int, seconds: float, steps: int, device: str, dtype: str) -> dict:
     """Forward + backward of BASE's CNN and of its positional conv alone, on either kernels."""
     import torch
@@ -96,12 +109,8 @@ def measure_parts(batch: int, seconds: float, steps: int, device: str, dtype: st
 
     encoder = HubertEncoder(model_preset("base")).to(device).train()
     cast = {"bf16": torch.bfloat16}.get(dtype)
-    wav = torch.randn(batch, int(seconds * 16000), device=device)
-    hidden = torch.randn(batch, int(seconds * 50) - 1, 768, device=device, requires_grad=True)
-    parts = {"cnn": (encoder.feature_extractor, lambda m: m(wav)[0]),
-             "positional conv": (encoder.encoder.pos_conv_embed, lambda m: m(hidden))}
     result = {}
-    for name, (module, run) in parts.items():
+    for name, (module, run) in kernel_parts(encoder, batch, seconds, device).items():
         for kernels in ("reference", "fast"):
             module.kernels = kernels
 

@@ -1,37 +1,51 @@
 #!/usr/bin/env bash
-# The paper's claim on one GPU, in one device call: `hubert run reproduce-gpu`, timed, with its
-# report, stage times and training logs copied to $OUT.
+# The paper's claim on one GPU, in one device call of at most 8 minutes: `hubert run reproduce-gpu`,
+# timed. Written into $OUT as it comes: the run's output (run.txt, with each stage's "done in" line)
+# as it is printed; every 15 s the finished stages' records (stages/), the training logs, the
+# layer scans and the quality report; on exit or TERM the stage table (stages.txt) and the wall time
+# (device.txt). A KILL still leaves what was written.
 #
-# The GPU machine has torch, torchaudio, numpy, scikit-learn, tqdm, matplotlib and tensorboard;
-# bring the rest as wheels into the git-ignored benchmarks/out/wheels (soundfile, cffi, pycparser,
-# faiss-cpu, espeakng-loader; ~31 MB):
-#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-#     --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
-#     --platform manylinux2014_x86_64 -d benchmarks/out/wheels soundfile cffi pycparser faiss-cpu espeakng-loader
-# then run it with benchmarks/out/wheels carried:
-#   bash benchmarks/reproduce_gpu.sh                       # the shipped config, as is
-#   bash benchmarks/reproduce_gpu.sh corpus.hours=0.05 ... # extra key=value overrides (a CPU check)
+# Here, once (the same kit as benchmarks/gpu_check.sh; the wheels a bare GPU image lacks):
+#   bash benchmarks/prepare_gpu_kit.sh
+# With a device, in the call after gpu_check.sh:
+#   run(command="bash benchmarks/reproduce_gpu.sh", carry=["benchmarks/out/gpu-kit"], timeout_s=560)
+#   bash benchmarks/reproduce_gpu.sh iteration1.train.max_updates=3000 ...   # key=value overrides
+# On a CPU, shrunk as pipelines/configs/reproduce-gpu.toml's header says:
+#   PY=.venv/bin/python bash benchmarks/reproduce_gpu.sh corpus.hours=0.05 valid_percent=0.2 ...
 set -o pipefail
+cd "$(dirname "$0")/.."
 OUT=${OUT:-benchmarks/out/reproduce-gpu}
 WORK=${WORK:-/tmp/reproduce-gpu}
-mkdir -p "$OUT"
-if ! python3 -c "import soundfile, faiss, espeakng_loader" 2>/dev/null; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site \
-        benchmarks/out/wheels/*.whl || exit 1
-    export PYTHONPATH=/tmp/site
-fi
-export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
-python3 -c "import torch; print('torch', torch.__version__, '|', torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU')" | tee "$OUT/device.txt"
-start=$(date +%s.%N)
-python3 -m pipelines.cli run reproduce-gpu "work_dir=$WORK" "$@" 2>&1 | tee "$OUT/run.log" | tr '\r' '\n' | grep -v -E '[0-9]+%\|' 
-status=$?
-wall=$(python3 -c "import time; print(f'{time.time() - $start:.0f}')")
-echo "hubert run reproduce-gpu: exit $status, wall ${wall} s" | tee -a "$OUT/device.txt"
-python3 -m pipelines.cli status "$WORK" | tee "$OUT/stages.txt"
-cp -r "$WORK/quality" "$OUT/" 2>/dev/null
-for n in 1 2; do
-    cp "$WORK/it$n-train/train_log.jsonl" "$OUT/it$n-train_log.jsonl" 2>/dev/null
-    cp "$WORK/it$n-scan/scan.json" "$OUT/it$n-scan.json" 2>/dev/null
-done
-head -12 "$OUT/quality/report.md" 2>/dev/null
-exit $status
+DEADLINE=${DEADLINE:-510}
+. benchmarks/gpu_env.sh
+
+collect() {  # what the run has finished so far, into $OUT
+    mkdir -p "$OUT/stages"
+    for done in "$WORK"/*/DONE.json; do
+        [ -e "$done" ] && cp "$done" "$OUT/stages/$(basename "$(dirname "$done")").json"
+    done
+    for n in 1 2; do
+        cp "$WORK/it$n-train/train_log.jsonl" "$OUT/it$n-train_log.jsonl" 2>/dev/null
+        cp "$WORK/it$n-scan/scan.json" "$OUT/it$n-scan.json" 2>/dev/null
+    done
+    [ -d "$WORK/quality" ] && cp -r "$WORK/quality" "$OUT/"
+    return 0
+}
+
+finish() {
+    stop_stage
+    [ -n "${COPIER:-}" ] && kill "$COPIER" 2>/dev/null
+    collect
+    "$PY" -m pipelines.cli status "$WORK" > "$OUT/stages.txt" 2>&1
+    echo "hubert run reproduce-gpu: $(cut -f2 "$OUT/stages.tsv" 2>/dev/null | tail -1 | sed 's/^/exit /'), wall" \
+         "$(seconds_since "$STARTED") s" | tee -a "$OUT/device.txt"
+    cat "$OUT/stages.txt"
+    head -12 "$OUT/quality/report.md" 2>/dev/null
+}
+trap finish EXIT
+trap 'exit 143' TERM INT
+
+kit_install > >(tee "$OUT/device.txt") 2>&1 || exit 1
+(while sleep 15; do collect; done) &
+COPIER=$!
+run_stage run "$DEADLINE" "$PY" -m pipelines.cli run reproduce-gpu "work_dir=$WORK" "$@"

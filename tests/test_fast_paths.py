@@ -268,3 +268,17 @@ def test_crop_multiple_rounds_crops_down_and_pads_up():
     batch = collate(items, [100.0], True, 250_000, seed=0, crop_multiple=16_000)
     assert batch.wav.shape == (2, 32_000) and not batch.padded
     assert batch.targets[0].shape == (2, 99)
+
+
+def test_fast_kernels_under_bf16_are_as_close_to_fp32_as_the_reference():
+    """What benchmarks/gpu_check.sh checks on a GPU, on the CPU's bf16: the CNN, the positional conv
+    and the whole encoder, forward and gradients."""
+    import argparse
+
+    from benchmarks import gpu_check
+
+    result = gpu_check.kernels(argparse.Namespace(preset="tiny", batch=1, seconds=1.0))
+    for name, part in result["parts"].items():
+        assert part["ok"], (name, part)
+        assert part["fast fp32"]["forward"] < 1e-5 and part["fast fp32"]["grads"] < 1e-5, name
+        assert 1e-4 < part["fast bf16"]["forward"] < 0.05, name  # bf16 really ran, and stayed close
