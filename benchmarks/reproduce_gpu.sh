@@ -37,15 +37,17 @@ finish() {
     [ -n "${COPIER:-}" ] && kill "$COPIER" 2>/dev/null
     collect
     "$PY" -m pipelines.cli status "$WORK" > "$OUT/stages.txt" 2>&1
-    echo "hubert run reproduce-gpu: $(cut -f2 "$OUT/stages.tsv" 2>/dev/null | tail -1 | sed 's/^/exit /'), wall" \
-         "$(seconds_since "$STARTED") s" | tee -a "$OUT/device.txt"
+    echo "hubert run reproduce-gpu: ${RUN_STATUS:-not run}, wall $(seconds_since "$STARTED") s" | tee -a "$OUT/device.txt"
     cat "$OUT/stages.txt"
     head -12 "$OUT/quality/report.md" 2>/dev/null
 }
 trap finish EXIT
-trap 'exit 143' TERM INT
+trap 'RUN_STATUS="stopped by a TERM"; exit 143' TERM INT
 
 kit_install > >(tee "$OUT/device.txt") 2>&1 || exit 1
 (while sleep 15; do collect; done) &
 COPIER=$!
 run_stage run "$DEADLINE" "$PY" -m pipelines.cli run reproduce-gpu "work_dir=$WORK" "$@"
+status=$?
+RUN_STATUS="exit $status$([ "$status" = 124 ] && echo " (stopped at the $DEADLINE s deadline)")"
+exit "$status"
