@@ -14,7 +14,7 @@
 #   bench-labels benchmarks/bench_layer_labels.py: iteration-2 labelling, batched bf16 vs per-utterance
 # The pipeline's data stages and the benchmarks' corpora are made in the background from the start.
 #
-# Here (the CPU side), once: make the kit, the one folder the device call carries (30 MiB):
+# Here (the CPU side), once: make the kit, the one folder the device call carries:
 #   bash benchmarks/prepare_gpu_kit.sh
 # With a device (the run tool; then benchmarks/reproduce_gpu.sh in a second call):
 #   run(command="bash benchmarks/gpu_check.sh", carry=["benchmarks/out/gpu-kit"], timeout_s=300)
