@@ -76,7 +76,7 @@ def main() -> None:
     parser.add_argument("--source", type=Path, default=ROOT, help="the checkout whose recipe runs")
     parser.add_argument("--reuse", type=Path, help="a work folder whose stages before it1-train to copy")
     parser.add_argument("overrides", nargs="*", help="key=value settings for the config")
-    args = parser.parse_args()
+    args = parser.parse_intermixed_args()  # key=value overrides before or after the options
     if args.reuse and not args.work_dir.exists():
         shutil.copytree(args.reuse, args.work_dir, ignore=shutil.ignore_patterns("it1-train", "run.lock"))
     checkpoint = train_until(args.config, args.work_dir, args.updates, args.source.resolve(), args.overrides)
