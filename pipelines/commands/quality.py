@@ -19,9 +19,6 @@ from clustering.manifest import Manifest, read_manifest
 from clustering.ownership import claim
 from clustering.quality_budget import QualityBudget
 from clustering.quality_report import analyse_labels, label_source, write_report
-from clustering.row_compare import RowSpec, measure_rows
-from clustering.row_quality import quality_data
-from clustering.row_report import headline_table, write_quality
 from clustering.speakers import find_speakers
 
 from . import add_command
@@ -94,6 +91,12 @@ def _labels(args, manifest: Manifest, out_dir: Path) -> int:
 
 
 def _features(args, manifest: Manifest, out_dir: Path) -> int:
+    # torch loads here, not when the CLI is imported: every process the built-in corpus synthesis
+    # starts imports the CLI again (multiprocessing re-imports the main module)
+    from clustering.row_compare import measure_rows
+    from clustering.row_quality import quality_data
+    from clustering.row_report import headline_table, write_quality
+
     for option, needed in (("--fit-manifest", args.fit_manifest), ("--alignments", args.alignments)):
         if not needed:
             raise ValueError(f"{option} is needed with --features or --model (e.g. {option} "
@@ -117,8 +120,10 @@ def _features(args, manifest: Manifest, out_dir: Path) -> int:
     return 0
 
 
-def _row(args) -> RowSpec:
+def _row(args) -> "RowSpec":
     """MFCC, or a layer of a checkpoint / Hugging Face folder (50 Hz)."""
+    from clustering.row_compare import RowSpec
+
     if args.features == "mfcc":
         return RowSpec("MFCC", mfcc_features, MFCC_RATE)
     from pretrain.layer_features import LayerFeatures
