@@ -35,6 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks import bench_layer_labels, bench_train  # noqa: E402
 from benchmarks.bench_model import kernel_parts  # noqa: E402
 from benchmarks.data import OUT  # noqa: E402
+from pretrain.checkpoint import checkpoint_path, checkpoint_paths, checkpoint_update  # noqa: E402
+from pretrain.run_files import CHECKPOINTS  # noqa: E402
 
 PREEMPTED = 3  # exit status of a training child stopped by its SIGTERM
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -87,8 +89,7 @@ def run_training(spec: dict, out: Path, stop_at: int | None) -> int:
 
 
 def final_weights(out: Path, update: int) -> dict:
-    path = out / "checkpoints" / f"update_{update:07d}.pt"
-    return torch.load(path, map_location="cpu", weights_only=True)["model"]
+    return torch.load(checkpoint_path(out / CHECKPOINTS, update), map_location="cpu", weights_only=True)["model"]
 
 
 def max_difference(a: dict, b: dict) -> float:
@@ -117,7 +118,7 @@ def resume(args) -> dict:
                   pool.submit(lambda: all(run_training(spec, work / name, None) == 0 for name in straight))]
         if not all(chain.result() for chain in chains):
             return {"check": "resume", "ok": False, "error": "a run failed (see above)"}
-    stopped_at = int(sorted((work / "resumed" / "checkpoints").glob("update_*.pt"))[0].stem.split("_")[1])
+    stopped_at = checkpoint_update(checkpoint_paths(work / "resumed" / CHECKPOINTS)[0])
     resumed, straight = final_weights(work / "resumed", args.updates), final_weights(work / "straight", args.updates)
     result = {"check": "resume", "preset": args.preset, "precision": args.precision, "device": DEVICE,
               "updates": args.updates, "sigterm_in_update": args.stop_at + 1, "checkpoint_at": stopped_at,
